@@ -1,0 +1,245 @@
+// Package configgen is the single source of truth for skykoi.json: its schema,
+// loading (JSON5), validation, defaults, generation and JSON Schema.
+package configgen
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Config is a validated skykoi.json with every default applied. Parse returns
+// a fresh value each time; nothing in this package keeps or mutates it, and
+// callers share it read-only (Clone gives a deep copy to change).
+type Config struct {
+	Gateway Gateway `json:"gateway"`
+	Agents  Agents  `json:"agents"`
+	Tools   Tools   `json:"tools"`
+	Session Session `json:"session"`
+	Models  Models  `json:"models"`
+	Logging Logging `json:"logging"`
+}
+
+type Gateway struct {
+	Mode           string    `json:"mode"`
+	Port           int       `json:"port"`
+	Bind           string    `json:"bind"`
+	CustomBindHost string    `json:"customBindHost,omitempty"`
+	Auth           Auth      `json:"auth"`
+	TrustedProxies []string  `json:"trustedProxies"`
+	ControlUI      ControlUI `json:"controlUi"`
+	Reload         Reload    `json:"reload"`
+	Idle           Idle      `json:"idle"`
+}
+
+type Auth struct {
+	Mode           string    `json:"mode"`
+	Token          string    `json:"token,omitempty"`
+	TokenSha256    string    `json:"tokenSha256,omitempty"`
+	Password       string    `json:"password,omitempty"`
+	PasswordSha256 string    `json:"passwordSha256,omitempty"`
+	RateLimit      RateLimit `json:"rateLimit"`
+}
+
+type RateLimit struct {
+	MaxAttempts int `json:"maxAttempts"`
+	WindowMs    int `json:"windowMs"`
+	LockoutMs   int `json:"lockoutMs"`
+}
+
+type ControlUI struct {
+	Enabled        bool     `json:"enabled"`
+	AllowedOrigins []string `json:"allowedOrigins"`
+}
+
+type Reload struct {
+	Mode string `json:"mode"`
+}
+
+type Idle struct {
+	StopAfterMinutes int `json:"stopAfterMinutes"`
+}
+
+type Agents struct {
+	Defaults AgentDefaults `json:"defaults"`
+}
+
+type AgentDefaults struct {
+	Workspace      string `json:"workspace"`
+	Model          Model  `json:"model"`
+	MaxTokens      int    `json:"maxTokens"`
+	TimeoutSeconds int    `json:"timeoutSeconds"`
+	Thinking       string `json:"thinking"`
+}
+
+type Model struct {
+	Primary   string   `json:"primary"`
+	Fallbacks []string `json:"fallbacks"`
+}
+
+type Tools struct {
+	Exec  Exec     `json:"exec"`
+	Allow []string `json:"allow"`
+	Deny  []string `json:"deny"`
+}
+
+type Exec struct {
+	Security   string   `json:"security"`
+	Host       string   `json:"host"`
+	Allowlist  []string `json:"allowlist"`
+	TimeoutSec int      `json:"timeoutSec"`
+}
+
+type Session struct {
+	DMScope string `json:"dmScope"`
+	Reset   Reset  `json:"reset"`
+}
+
+type Reset struct {
+	Mode        string `json:"mode"`
+	AtHour      int    `json:"atHour"`
+	IdleMinutes int    `json:"idleMinutes,omitempty"`
+}
+
+type Models struct {
+	Providers Providers `json:"providers"`
+}
+
+type Providers struct {
+	AmazonBedrock BedrockProvider `json:"amazon-bedrock"`
+}
+
+type BedrockProvider struct {
+	Region   string `json:"region,omitempty"`
+	Endpoint string `json:"endpoint,omitempty"`
+}
+
+type Logging struct {
+	Level string `json:"level"`
+}
+
+// Environment variables that stand in for a secret in the file.
+const (
+	EnvToken    = "SKYKOI_GATEWAY_TOKEN"
+	EnvPassword = "SKYKOI_GATEWAY_PASSWORD"
+	EnvConfig   = "SKYKOI_CONFIG_PATH"
+	EnvStateDir = "SKYKOI_STATE_DIR"
+)
+
+// Clone returns a deep copy.
+func (c Config) Clone() Config {
+	cp := func(s []string) []string { return append([]string{}, s...) }
+	c.Gateway.TrustedProxies = cp(c.Gateway.TrustedProxies)
+	c.Gateway.ControlUI.AllowedOrigins = cp(c.Gateway.ControlUI.AllowedOrigins)
+	c.Agents.Defaults.Model.Fallbacks = cp(c.Agents.Defaults.Model.Fallbacks)
+	c.Tools.Allow = cp(c.Tools.Allow)
+	c.Tools.Deny = cp(c.Tools.Deny)
+	c.Tools.Exec.Allowlist = cp(c.Tools.Exec.Allowlist)
+	return c
+}
+
+// ModelRefs returns the primary model and then the fallbacks, in order.
+func (c Config) ModelRefs() []string {
+	return append([]string{c.Agents.Defaults.Model.Primary}, c.Agents.Defaults.Model.Fallbacks...)
+}
+
+// SplitModelRef splits "amazon-bedrock/<modelId>" into provider and model id.
+func SplitModelRef(ref string) (provider, modelID string) {
+	provider, modelID, _ = strings.Cut(ref, "/")
+	return provider, modelID
+}
+
+// Secret is the digest of the shared secret clients must present, resolved
+// from the file or the environment. The plaintext is never kept.
+type Secret struct {
+	Mode   string // "token", "password" or "none"
+	digest [sha256.Size]byte
+}
+
+// ResolveSecret returns the digest clients' secrets are checked against. getenv
+// is os.Getenv outside tests.
+func (c Config) ResolveSecret(getenv func(string) string) Secret {
+	a := c.Gateway.Auth
+	s := Secret{Mode: a.Mode}
+	var plain, hexDigest string
+	switch a.Mode {
+	case "token":
+		plain, hexDigest = firstNonEmpty(a.Token, getenv(EnvToken)), a.TokenSha256
+	case "password":
+		plain, hexDigest = firstNonEmpty(a.Password, getenv(EnvPassword)), a.PasswordSha256
+	default:
+		return s
+	}
+	if hexDigest != "" {
+		// Validation guarantees 64 hex characters.
+		_, _ = hex.Decode(s.digest[:], []byte(hexDigest))
+	} else {
+		s.digest = sha256.Sum256([]byte(plain))
+	}
+	return s
+}
+
+// Match reports whether presented is the secret, comparing digests in
+// constant time so the comparison leaks nothing about the secret's bytes.
+func (s Secret) Match(presented string) bool {
+	if s.Mode == "none" {
+		return true
+	}
+	d := sha256.Sum256([]byte(presented))
+	return subtle.ConstantTimeCompare(d[:], s.digest[:]) == 1
+}
+
+// HashSecret returns the lowercase hex SHA-256 of a token or password, the
+// form the provisioner writes into tokenSha256.
+func HashSecret(secret string) string {
+	d := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(d[:])
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// DefaultPath is where the config lives: --config wins, then
+// SKYKOI_CONFIG_PATH, then ~/.skykoi/skykoi.json.
+func DefaultPath(flag string, getenv func(string) string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	if p := getenv(EnvConfig); p != "" {
+		return p, nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(home, ".skykoi", "skykoi.json"), nil
+}
+
+// StateDir is SKYKOI_STATE_DIR, else the config file's directory.
+func StateDir(configPath string, getenv func(string) string) string {
+	if d := getenv(EnvStateDir); d != "" {
+		return d
+	}
+	return filepath.Dir(configPath)
+}
+
+// ExpandHome turns a leading "~/" into the user's home directory.
+func ExpandHome(p string) (string, error) {
+	if p != "~" && !strings.HasPrefix(p, "~/") {
+		return p, nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(home, strings.TrimPrefix(p, "~")), nil
+}

@@ -1,0 +1,297 @@
+package configgen
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// hash is a well-formed tokenSha256 for tests.
+var hash = strings.Repeat("ab", 32)
+
+// doc builds a config around a valid gateway section: $H in s stands for hash.
+func doc(s string) string { return strings.ReplaceAll(s, "$H", hash) }
+
+// gw is the smallest valid gateway section, for cases about other keys.
+const gw = `gateway: {mode: "local", auth: {tokenSha256: "$H"}}`
+
+func noEnv(string) string { return "" }
+
+func TestParseInvalid(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		env  map[string]string
+		want []string
+	}{
+		{"unknown root key", `{` + gw + `, colour: "blue"}`, nil,
+			[]string{`colour: unknown key`}},
+		{"unknown nested key with typo", `{gateway: {mode: "local", prot: 1, auth: {tokenSha256: "$H"}}}`, nil,
+			[]string{`gateway.prot: unknown key (did you mean gateway.port?)`}},
+		{"top-level exec", `{` + gw + `, exec: {security: "full"}}`, nil,
+			[]string{`exec: unknown key (did you mean tools.exec?)`}},
+		{"misplaced nested key", `{` + gw + `, tools: {security: "full"}}`, nil,
+			[]string{`tools.security: unknown key (did you mean tools.exec.security?)`}},
+		{"dotted key", `{` + gw + `, "tools.exec.security": "full"}`, nil,
+			[]string{`tools.exec.security: unknown key (dotted keys are not expanded; nest it: tools → exec → security)`}},
+		{"port as string", `{gateway: {mode: "local", port: "18789", auth: {tokenSha256: "$H"}}}`, nil,
+			[]string{`gateway.port: must be an integer from 1 to 65535, got "18789"`}},
+		{"port zero", `{gateway: {mode: "local", port: 0, auth: {tokenSha256: "$H"}}}`, nil,
+			[]string{`gateway.port: must be an integer from 1 to 65535, got 0`}},
+		{"port too large", `{gateway: {mode: "local", port: 65536, auth: {tokenSha256: "$H"}}}`, nil,
+			[]string{`gateway.port: must be an integer from 1 to 65535, got 65536`}},
+		{"port fractional", `{gateway: {mode: "local", port: 80.5, auth: {tokenSha256: "$H"}}}`, nil,
+			[]string{`gateway.port: must be an integer from 1 to 65535, got 80.5`}},
+		{"port null", `{gateway: {mode: "local", port: null, auth: {tokenSha256: "$H"}}}`, nil,
+			[]string{`gateway.port: must be an integer from 1 to 65535, got null`}},
+		{"mode not local", `{gateway: {mode: "remote", auth: {tokenSha256: "$H"}}}`, nil,
+			[]string{`gateway.mode: must be one of local; got "remote"`}},
+		{"mode missing", `{gateway: {auth: {tokenSha256: "$H"}}}`, nil,
+			[]string{`gateway.mode: is required (set it to "local")`}},
+		{"gateway missing", `{}`, nil,
+			[]string{`gateway.mode: is required (set it to "local")`}},
+		{"gateway not an object", `{gateway: "local"}`, nil,
+			[]string{`gateway: must be an object, got "local"`}},
+		{"bind enum", `{gateway: {mode: "local", bind: "public", auth: {tokenSha256: "$H"}}}`, nil,
+			[]string{`gateway.bind: must be one of loopback, lan, custom; got "public"`}},
+		{"auth mode enum", `{gateway: {mode: "local", auth: {mode: "oauth"}}}`, nil,
+			[]string{`gateway.auth.mode: must be one of token, password, none; got "oauth"`}},
+		{"lan with auth none", `{gateway: {mode: "local", bind: "lan", auth: {mode: "none"}}}`, nil,
+			[]string{`gateway.auth.mode: "none" is only allowed with gateway.bind "loopback" (bind is "lan"); use token auth`}},
+		{"customBindHost without custom bind", `{gateway: {mode: "local", customBindHost: "10.0.0.5", auth: {tokenSha256: "$H"}}}`, nil,
+			[]string{`gateway.customBindHost: only allowed when gateway.bind is "custom" (bind is "loopback")`}},
+		{"custom bind without host", `{gateway: {mode: "local", bind: "custom", auth: {tokenSha256: "$H"}}}`, nil,
+			[]string{`gateway.customBindHost: is required when gateway.bind is "custom"`}},
+		{"customBindHost not an IP", `{gateway: {mode: "local", bind: "custom", customBindHost: "myhost", auth: {tokenSha256: "$H"}}}`, nil,
+			[]string{`gateway.customBindHost: must be an IP address, got "myhost"`}},
+		{"token mode without token", `{gateway: {mode: "local"}}`, nil,
+			[]string{`gateway.auth: token mode needs a token: set gateway.auth.tokenSha256 (or gateway.auth.token), or the SKYKOI_GATEWAY_TOKEN environment variable`}},
+		{"token and tokenSha256", `{gateway: {mode: "local", auth: {token: "` + strings.Repeat("t", 40) + `", tokenSha256: "$H"}}}`, nil,
+			[]string{`gateway.auth: set exactly one of token, tokenSha256 and the SKYKOI_GATEWAY_TOKEN environment variable; found token and tokenSha256`}},
+		{"tokenSha256 and env", `{` + gw + `}`, map[string]string{EnvToken: strings.Repeat("e", 40)},
+			[]string{`gateway.auth: set exactly one of token, tokenSha256 and the SKYKOI_GATEWAY_TOKEN environment variable; found tokenSha256 and SKYKOI_GATEWAY_TOKEN`}},
+		{"tokenSha256 uppercase", `{gateway: {mode: "local", auth: {tokenSha256: "` + strings.ToUpper(hash) + `"}}}`, nil,
+			[]string{`gateway.auth.tokenSha256: must be 64 lowercase hex characters (a SHA-256 digest), got 64 characters`}},
+		{"tokenSha256 short, never echoed", `{gateway: {mode: "local", auth: {tokenSha256: "s3cret-token"}}}`, nil,
+			[]string{`gateway.auth.tokenSha256: must be 64 lowercase hex characters (a SHA-256 digest), got 12 characters`}},
+		{"token too short", `{gateway: {mode: "local", auth: {token: "short"}}}`, nil,
+			[]string{`gateway.auth.token: must be at least 32 characters, got 5`}},
+		{"token wrong type, never echoed", `{gateway: {mode: "local", auth: {token: 12345}}}`, nil,
+			[]string{`gateway.auth.token: must be a string, got a number`}},
+		{"password mode without password", `{gateway: {mode: "local", auth: {mode: "password"}}}`, nil,
+			[]string{`gateway.auth: password mode needs a password: set gateway.auth.passwordSha256 (or gateway.auth.password), or the SKYKOI_GATEWAY_PASSWORD environment variable`}},
+		{"password in token mode", `{gateway: {mode: "local", auth: {tokenSha256: "$H", passwordSha256: "$H"}}}`, nil,
+			[]string{`gateway.auth.passwordSha256: only used when gateway.auth.mode is "password" (mode is "token")`}},
+		{"rateLimit maxAttempts", `{gateway: {mode: "local", auth: {tokenSha256: "$H", rateLimit: {maxAttempts: 0}}}}`, nil,
+			[]string{`gateway.auth.rateLimit.maxAttempts: must be an integer of at least 1, got 0`}},
+		{"rateLimit windowMs", `{gateway: {mode: "local", auth: {tokenSha256: "$H", rateLimit: {windowMs: 999}}}}`, nil,
+			[]string{`gateway.auth.rateLimit.windowMs: must be an integer of at least 1000, got 999`}},
+		{"rateLimit lockoutMs", `{gateway: {mode: "local", auth: {tokenSha256: "$H", rateLimit: {lockoutMs: -1}}}}`, nil,
+			[]string{`gateway.auth.rateLimit.lockoutMs: must be an integer of at least 0, got -1`}},
+		{"bad CIDR", `{gateway: {mode: "local", auth: {tokenSha256: "$H"}, trustedProxies: ["127.0.0.1", "10.0.0.0/33"]}}`, nil,
+			[]string{`gateway.trustedProxies[1]: must be an IP address or CIDR (such as 10.0.0.0/8), got "10.0.0.0/33"`}},
+		{"trustedProxies not a list", `{gateway: {mode: "local", auth: {tokenSha256: "$H"}, trustedProxies: "127.0.0.1"}}`, nil,
+			[]string{`gateway.trustedProxies: must be a list of strings, got "127.0.0.1"`}},
+		{"origin with path", `{gateway: {mode: "local", auth: {tokenSha256: "$H"}, controlUi: {allowedOrigins: ["https://app.skykoi.dev/chat"]}}}`, nil,
+			[]string{`gateway.controlUi.allowedOrigins[0]: must be an origin like https://host[:port] with no path, got "https://app.skykoi.dev/chat"`}},
+		{"origin wrong scheme", `{gateway: {mode: "local", auth: {tokenSha256: "$H"}, controlUi: {allowedOrigins: ["ftp://files.example"]}}}`, nil,
+			[]string{`gateway.controlUi.allowedOrigins[0]: must be an origin like https://host[:port] with no path, got "ftp://files.example"`}},
+		{"controlUi.enabled not bool", `{gateway: {mode: "local", auth: {tokenSha256: "$H"}, controlUi: {enabled: "yes"}}}`, nil,
+			[]string{`gateway.controlUi.enabled: must be true or false, got "yes"`}},
+		{"reload mode enum", `{gateway: {mode: "local", auth: {tokenSha256: "$H"}, reload: {mode: "auto"}}}`, nil,
+			[]string{`gateway.reload.mode: must be one of off, hybrid; got "auto"`}},
+		{"idle stop negative", `{gateway: {mode: "local", auth: {tokenSha256: "$H"}, idle: {stopAfterMinutes: -5}}}`, nil,
+			[]string{`gateway.idle.stopAfterMinutes: must be an integer of at least 0, got -5`}},
+		{"relative workspace", `{` + gw + `, agents: {defaults: {workspace: "koi"}}}`, nil,
+			[]string{`agents.defaults.workspace: must be an absolute path or start with ~/, got "koi"`}},
+		{"bare-string model", `{` + gw + `, agents: {defaults: {model: "amazon-bedrock/us.anthropic.claude-opus-4-6-v1"}}}`, nil,
+			[]string{`agents.defaults.model: must be an object like {primary: "amazon-bedrock/us.anthropic.claude-opus-4-6-v1"}, got the bare string "amazon-bedrock/us.anthropic.claude-opus-4-6-v1"`}},
+		{"non-bedrock provider", `{` + gw + `, agents: {defaults: {model: {primary: "openai/gpt-5"}}}}`, nil,
+			[]string{`agents.defaults.model.primary: provider must be amazon-bedrock, got "openai" in "openai/gpt-5"`}},
+		{"model without provider", `{` + gw + `, agents: {defaults: {model: {primary: "claude"}}}}`, nil,
+			[]string{`agents.defaults.model.primary: must be "amazon-bedrock/<modelId>", got "claude"`}},
+		{"fallback not a string", `{` + gw + `, agents: {defaults: {model: {fallbacks: [42]}}}}`, nil,
+			[]string{`agents.defaults.model.fallbacks[0]: must be a string, got 42`}},
+		{"maxTokens zero", `{` + gw + `, agents: {defaults: {maxTokens: 0}}}`, nil,
+			[]string{`agents.defaults.maxTokens: must be an integer from 1 to 200000, got 0`}},
+		{"maxTokens too large", `{` + gw + `, agents: {defaults: {maxTokens: 200001}}}`, nil,
+			[]string{`agents.defaults.maxTokens: must be an integer from 1 to 200000, got 200001`}},
+		{"timeoutSeconds too large", `{` + gw + `, agents: {defaults: {timeoutSeconds: 86401}}}`, nil,
+			[]string{`agents.defaults.timeoutSeconds: must be an integer from 1 to 86400, got 86401`}},
+		{"thinking enum", `{` + gw + `, agents: {defaults: {thinking: "max"}}}`, nil,
+			[]string{`agents.defaults.thinking: must be one of off, low, medium, high; got "max"`}},
+		{"exec security enum", `{` + gw + `, tools: {exec: {security: "all"}}}`, nil,
+			[]string{`tools.exec.security: must be one of deny, allowlist, full; got "all"`}},
+		{"exec host sandbox", `{` + gw + `, tools: {exec: {host: "sandbox"}}}`, nil,
+			[]string{`tools.exec.host: "sandbox" is not supported by SkyKoi; commands run on the gateway host, use "gateway"`}},
+		{"exec host node", `{` + gw + `, tools: {exec: {host: "node"}}}`, nil,
+			[]string{`tools.exec.host: "node" is not supported by SkyKoi; commands run on the gateway host, use "gateway"`}},
+		{"exec host unknown", `{` + gw + `, tools: {exec: {host: "docker"}}}`, nil,
+			[]string{`tools.exec.host: must be one of gateway; got "docker"`}},
+		{"allowlist relative path", `{` + gw + `, tools: {exec: {allowlist: ["ls", "bin/rm"]}}}`, nil,
+			[]string{`tools.exec.allowlist[1]: must be a binary name or an absolute path, got "bin/rm"`}},
+		{"exec timeout zero", `{` + gw + `, tools: {exec: {timeoutSec: 0}}}`, nil,
+			[]string{`tools.exec.timeoutSec: must be an integer from 1 to 86400, got 0`}},
+		{"unknown tool name", `{` + gw + `, tools: {allow: ["read", "shell"]}}`, nil,
+			[]string{`tools.allow[1]: must be one of exec, process, read, write, edit; got "shell"`}},
+		{"deny not a list", `{` + gw + `, tools: {deny: "exec"}}`, nil,
+			[]string{`tools.deny: must be a list of strings, got "exec"`}},
+		{"dmScope enum", `{` + gw + `, session: {dmScope: "global"}}`, nil,
+			[]string{`session.dmScope: must be one of main, per-peer, per-channel-peer, per-account-channel-peer; got "global"`}},
+		{"reset mode enum", `{` + gw + `, session: {reset: {mode: "weekly"}}}`, nil,
+			[]string{`session.reset.mode: must be one of daily, idle, off; got "weekly"`}},
+		{"atHour 24", `{` + gw + `, session: {reset: {atHour: 24}}}`, nil,
+			[]string{`session.reset.atHour: must be an integer from 0 to 23, got 24`}},
+		{"idleMinutes zero", `{` + gw + `, session: {reset: {idleMinutes: 0}}}`, nil,
+			[]string{`session.reset.idleMinutes: must be an integer of at least 1, got 0`}},
+		{"idle mode without minutes", `{` + gw + `, session: {reset: {mode: "idle"}}}`, nil,
+			[]string{`session.reset.idleMinutes: is required when session.reset.mode is "idle"`}},
+		{"bad region", `{` + gw + `, models: {providers: {"amazon-bedrock": {region: "useast1"}}}}`, nil,
+			[]string{`models.providers.amazon-bedrock.region: must be an AWS region such as us-east-1, got "useast1"`}},
+		{"bad endpoint", `{` + gw + `, models: {providers: {"amazon-bedrock": {endpoint: "bedrock.local"}}}}`, nil,
+			[]string{`models.providers.amazon-bedrock.endpoint: must be an http:// or https:// URL, got "bedrock.local"`}},
+		{"unknown provider", `{` + gw + `, models: {providers: {openai: {}}}}`, nil,
+			[]string{`models.providers.openai: unknown key`}},
+		{"log level enum", `{` + gw + `, logging: {level: "trace"}}`, nil,
+			[]string{`logging.level: must be one of debug, info, warn, error; got "trace"`}},
+		{"syntax error gives line and column", "{\n  gateway: {\n    mode: 'local',,\n  }\n}", nil,
+			[]string{`line 3, column 19: invalid character ',' looking for beginning of object key`}},
+		{"unclosed object", "{\n  gateway: {mode: 'local'}\n", nil,
+			[]string{`line 3, column 1: unexpected end of file (is a bracket, brace or quote left open?)`}},
+		{"empty file", "", nil,
+			[]string{`(root): the file is empty; it needs at least {gateway: {mode: "local"}}`}},
+		{"only a comment", "// nothing here\n", nil,
+			[]string{`(root): the file is empty; it needs at least {gateway: {mode: "local"}}`}},
+		{"array file", `[{gateway: {mode: "local"}}]`, nil,
+			[]string{`(root): must be an object, got a list`}},
+		{"content after the object", `{` + gw + `} {}`, nil,
+			[]string{`line 1, column 117: unexpected content after the top-level object`}},
+		{"not UTF-8", "{gateway: {mode: \"\xff\"}}", nil,
+			[]string{`(root): the file is not valid UTF-8`}},
+		{"every problem at once, sorted by path", `{gateway: {mode: "local", port: "x", auth: {tokenSha256: "$H"}}, tools: {exec: {security: "all"}}, exec: {}}`, nil,
+			[]string{
+				`exec: unknown key (did you mean tools.exec?)`,
+				`gateway.port: must be an integer from 1 to 65535, got "x"`,
+				`tools.exec.security: must be one of deny, allowlist, full; got "all"`,
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := func(k string) string { return tt.env[k] }
+			_, err := ParseEnv([]byte(doc(tt.in)), env)
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("want *Error, got %v", err)
+			}
+			got := make([]string, len(ce.Issues))
+			for i, is := range ce.Issues {
+				got[i] = is.String()
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("issues:\n got  %q\n want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseValid(t *testing.T) {
+	tests := []struct {
+		name  string
+		in    string
+		env   map[string]string
+		check func(t *testing.T, c Config)
+	}{
+		{"defaults", `{` + gw + `}`, nil, func(t *testing.T, c Config) {
+			want := Config{
+				Gateway: Gateway{Mode: "local", Port: 18789, Bind: "loopback",
+					Auth:           Auth{Mode: "token", TokenSha256: hash, RateLimit: RateLimit{10, 60000, 300000}},
+					TrustedProxies: []string{}, ControlUI: ControlUI{Enabled: true, AllowedOrigins: []string{}},
+					Reload: Reload{"hybrid"}},
+				Agents: Agents{Defaults: AgentDefaults{Workspace: "~/koi", Model: Model{Primary: DefaultModel, Fallbacks: []string{}},
+					MaxTokens: 8192, TimeoutSeconds: 600, Thinking: "off"}},
+				Tools:   Tools{Exec: Exec{Security: "deny", Host: "gateway", Allowlist: []string{}, TimeoutSec: 1800}, Allow: []string{}, Deny: []string{}},
+				Session: Session{DMScope: "main", Reset: Reset{Mode: "daily", AtHour: 4}},
+				Logging: Logging{Level: "info"},
+			}
+			if !reflect.DeepEqual(c, want) {
+				t.Errorf("got  %+v\nwant %+v", c, want)
+			}
+		}},
+		{"JSON5: comments, trailing commas, unquoted keys, single quotes, hex", `
+			// a hand-written config
+			{
+			  $schema: 'https://skykoi.dev/schema/skykoi.json',
+			  gateway: {
+			    mode: 'local', /* block comment */
+			    port: 0x4965,
+			    auth: {tokenSha256: '$H',},
+			  },
+			  'tools': {exec: {security: "allowlist", allowlist: ['ls', "/usr/bin/git",],},},
+			} // trailing comment
+			`, nil, func(t *testing.T, c Config) {
+			if c.Gateway.Port != 0x4965 || c.Tools.Exec.Security != "allowlist" ||
+				!reflect.DeepEqual(c.Tools.Exec.Allowlist, []string{"ls", "/usr/bin/git"}) {
+				t.Errorf("got %+v", c)
+			}
+		}},
+		{"byte-order mark", "\ufeff{" + gw + "}", nil, func(t *testing.T, c Config) {
+			if c.Gateway.Mode != "local" {
+				t.Errorf("mode %q", c.Gateway.Mode)
+			}
+		}},
+		{"token from the environment", `{gateway: {mode: "local"}}`, map[string]string{EnvToken: strings.Repeat("k", 43)}, func(t *testing.T, c Config) {
+			s := c.ResolveSecret(func(k string) string { return map[string]string{EnvToken: strings.Repeat("k", 43)}[k] })
+			if !s.Match(strings.Repeat("k", 43)) || s.Match(strings.Repeat("k", 42)) {
+				t.Error("env token does not match as it should")
+			}
+		}},
+		{"password mode with a digest", `{gateway: {mode: "local", auth: {mode: "password", passwordSha256: "` + HashSecret("correct horse battery staple, long enough") + `"}}}`, nil, func(t *testing.T, c Config) {
+			s := c.ResolveSecret(noEnv)
+			if !s.Match("correct horse battery staple, long enough") || s.Match("wrong") {
+				t.Error("password digest does not match as it should")
+			}
+		}},
+		{"auth none on loopback", `{gateway: {mode: "local", auth: {mode: "none"}}}`, nil, func(t *testing.T, c Config) {
+			if !c.ResolveSecret(noEnv).Match("anything") {
+				t.Error("none mode must accept any secret")
+			}
+		}},
+		{"custom bind", `{gateway: {mode: "local", bind: "custom", customBindHost: "::1", auth: {tokenSha256: "$H"}}}`, nil, func(t *testing.T, c Config) {
+			if c.Gateway.CustomBindHost != "::1" {
+				t.Errorf("customBindHost %q", c.Gateway.CustomBindHost)
+			}
+		}},
+		{"idle reset and every tool filter", `{` + gw + `, session: {reset: {mode: "idle", idleMinutes: 90}}, tools: {allow: ["read", "exec"], deny: ["exec"]}}`, nil, func(t *testing.T, c Config) {
+			if c.Session.Reset.IdleMinutes != 90 || len(c.Tools.Deny) != 1 {
+				t.Errorf("got %+v", c)
+			}
+		}},
+		{"origins and proxies", `{gateway: {mode: "local", auth: {tokenSha256: "$H"}, trustedProxies: ["127.0.0.1", "10.0.0.0/8", "::1"], controlUi: {allowedOrigins: ["https://app.skykoi.dev", "http://localhost:5173"]}}}`, nil, func(t *testing.T, c Config) {
+			if len(c.Gateway.TrustedProxies) != 3 || len(c.Gateway.ControlUI.AllowedOrigins) != 2 {
+				t.Errorf("got %+v", c.Gateway)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := ParseEnv([]byte(doc(tt.in)), func(k string) string { return tt.env[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestCloneIsDeep(t *testing.T) {
+	c, err := ParseEnv([]byte(doc(`{`+gw+`, tools: {allow: ["read"]}}`)), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := c.Clone()
+	d.Tools.Allow[0] = "exec"
+	if c.Tools.Allow[0] != "read" {
+		t.Error("Clone shares the allow list")
+	}
+}

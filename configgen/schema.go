@@ -1,0 +1,204 @@
+package configgen
+
+// The tree below is the one definition of skykoi.json. The validator walks it,
+// the JSON Schema and docs/config.md are rendered from it, and the generator
+// orders its output by it, so none of them can drift from the others.
+
+// kind is the JSON type a node accepts.
+type kind int
+
+const (
+	kindObject kind = iota
+	kindString
+	kindInt
+	kindBool
+	kindEnum
+	kindStrings // array of strings, each checked by the node's format
+)
+
+// format names an extra check on a string (or on each string of a list).
+type format int
+
+const (
+	fmtNone format = iota
+	fmtIP
+	fmtIPOrCIDR
+	fmtOrigin
+	fmtSHA256
+	fmtSecret // at least minSecretLen characters
+	fmtPath   // absolute or ~/…
+	fmtModelRef
+	fmtRegion
+	fmtURL
+	fmtToolName
+	fmtCommand // binary name or absolute path
+)
+
+// minSecretLen is the shortest token or password the gateway accepts: 32
+// characters keeps a random token at 128 bits or more even in hex.
+const minSecretLen = 32
+
+// node is one key of the config file.
+type node struct {
+	key    string
+	kind   kind
+	doc    string
+	def    any // default as it appears in JSON; nil means none
+	defDoc string
+	enum   []string
+	min    *int64
+	max    *int64
+	format format
+	fields []*node
+	// row marks an object documented as one row of the config table (its
+	// children are listed in the type column rather than as rows of their own).
+	row bool
+	// ignored keys are accepted with any value and never reach Config.
+	ignored bool
+	// required keys must be present.
+	required bool
+}
+
+func i64(v int64) *int64 { return &v }
+
+// Provider is the only model provider a Koi speaks to.
+const Provider = "amazon-bedrock"
+
+// DefaultModel is the model a config gets when it names none.
+const DefaultModel = Provider + "/us.anthropic.claude-opus-4-6-v1"
+
+// ToolNames lists the tools the gateway can offer a model, for tools.allow and
+// tools.deny.
+var toolNames = []string{"exec", "process", "read", "write", "edit"}
+
+// ToolNames returns the tools the gateway can offer, in a fixed order.
+func ToolNames() []string { return append([]string(nil), toolNames...) }
+
+func obj(key, doc string, fields ...*node) *node {
+	return &node{key: key, kind: kindObject, doc: doc, fields: fields}
+}
+
+var root = &node{kind: kindObject, fields: []*node{
+	{key: "$schema", kind: kindString, ignored: true, doc: "ignored; lets editors find the JSON Schema"},
+	obj("gateway", "the WebSocket gateway",
+		&node{key: "mode", kind: kindEnum, enum: []string{"local"}, required: true, doc: "any other value: refuse to start"},
+		&node{key: "port", kind: kindInt, min: i64(1), max: i64(65535), def: int64(18789), doc: "the one port for HTTP and WebSocket"},
+		&node{key: "bind", kind: kindEnum, enum: []string{"loopback", "lan", "custom"}, def: "loopback", doc: "`lan` = 0.0.0.0"},
+		&node{key: "customBindHost", kind: kindString, format: fmtIP, doc: "required with `bind:\"custom\"`, forbidden otherwise"},
+		obj("auth", "how clients authenticate",
+			&node{key: "mode", kind: kindEnum, enum: []string{"token", "password", "none"}, def: "token", doc: "`none` only with `bind:\"loopback\"`"},
+			&node{key: "token", kind: kindString, format: fmtSecret, doc: "plaintext; for hand-written configs"},
+			&node{key: "tokenSha256", kind: kindString, format: fmtSHA256, doc: "what the provisioner writes; exactly one of token / tokenSha256 / env `SKYKOI_GATEWAY_TOKEN` in token mode"},
+			&node{key: "password", kind: kindString, format: fmtSecret, doc: "plaintext; password mode"},
+			&node{key: "passwordSha256", kind: kindString, format: fmtSHA256, doc: "exactly one of password / passwordSha256 / env `SKYKOI_GATEWAY_PASSWORD` in password mode"},
+			&node{key: "rateLimit", kind: kindObject, row: true, doc: "failed-auth limit per client IP", fields: []*node{
+				{key: "maxAttempts", kind: kindInt, min: i64(1), def: int64(10), doc: "failures allowed per window"},
+				{key: "windowMs", kind: kindInt, min: i64(1000), def: int64(60000), doc: "the window"},
+				{key: "lockoutMs", kind: kindInt, min: i64(0), def: int64(300000), doc: "how long a client stays locked out"},
+			}},
+		),
+		&node{key: "trustedProxies", kind: kindStrings, format: fmtIPOrCIDR, def: []any{}, doc: "peers whose X-Forwarded-For is believed; the Koi sets `[\"127.0.0.1\"]`"},
+		obj("controlUi", "the web chat page",
+			&node{key: "enabled", kind: kindBool, def: true, doc: "serves the web chat page at `/`"},
+			&node{key: "allowedOrigins", kind: kindStrings, format: fmtOrigin, def: []any{}, doc: "browser origins allowed besides the gateway's own"},
+		),
+		obj("reload", "config reloads",
+			&node{key: "mode", kind: kindEnum, enum: []string{"off", "hybrid"}, def: "hybrid", doc: "hybrid: hot-apply what can be, restart the listener for the rest"},
+		),
+		obj("idle", "idle sleep",
+			&node{key: "stopAfterMinutes", kind: kindInt, min: i64(0), def: int64(0), doc: "0 = never; >0: with no connection and no run for that long, the Koi stops its own EC2 instance"},
+		),
+	),
+	obj("agents", "the agent",
+		obj("defaults", "settings for every agent",
+			&node{key: "workspace", kind: kindString, format: fmtPath, def: "~/koi", doc: "the agent's working directory; the Koi sets `/home/ubuntu/koi`"},
+			&node{key: "model", kind: kindObject, row: true, defDoc: "primary `" + DefaultModel + "`", doc: "a bare string is an error; provider must be `amazon-bedrock`", fields: []*node{
+				{key: "primary", kind: kindString, format: fmtModelRef, def: DefaultModel, doc: "provider/modelId"},
+				{key: "fallbacks", kind: kindStrings, format: fmtModelRef, def: []any{}, doc: "tried in order when the primary fails"},
+			}},
+			&node{key: "maxTokens", kind: kindInt, min: i64(1), max: i64(200000), def: int64(8192), doc: "per model response"},
+			&node{key: "timeoutSeconds", kind: kindInt, min: i64(1), max: i64(86400), def: int64(600), doc: "per run"},
+			&node{key: "thinking", kind: kindEnum, enum: []string{"off", "low", "medium", "high"}, def: "off", doc: "extended thinking budget"},
+		),
+	),
+	obj("tools", "the tools the agent may use",
+		obj("exec", "the exec tool",
+			&node{key: "security", kind: kindEnum, enum: []string{"deny", "allowlist", "full"}, def: "deny", doc: "the Koi sets `\"full\"`"},
+			&node{key: "host", kind: kindEnum, enum: []string{"gateway"}, def: "gateway", doc: "`\"sandbox\"` / `\"node\"` are recognised and rejected as unsupported"},
+			&node{key: "allowlist", kind: kindStrings, format: fmtCommand, def: []any{}, doc: "binary names or absolute paths; used with `security:\"allowlist\"`"},
+			&node{key: "timeoutSec", kind: kindInt, min: i64(1), max: i64(86400), def: int64(1800), doc: "per command"},
+		),
+		&node{key: "allow", kind: kindStrings, format: fmtToolName, def: []any{}, doc: "tool names offered to the model; empty = every tool"},
+		&node{key: "deny", kind: kindStrings, format: fmtToolName, def: []any{}, doc: "tool names never offered; deny wins over allow"},
+	),
+	obj("session", "conversation sessions",
+		&node{key: "dmScope", kind: kindEnum, enum: []string{"main", "per-peer", "per-channel-peer", "per-account-channel-peer"}, def: "main", doc: "how direct messages map to sessions"},
+		obj("reset", "when a session starts afresh",
+			&node{key: "mode", kind: kindEnum, enum: []string{"daily", "idle", "off"}, def: "daily", doc: "reset policy"},
+			&node{key: "atHour", kind: kindInt, min: i64(0), max: i64(23), def: int64(4), doc: "local time of the Koi"},
+			&node{key: "idleMinutes", kind: kindInt, min: i64(1), doc: "the idle timeout; with mode `daily` too, whichever expires first; required with mode `idle`"},
+		),
+	),
+	obj("models", "model providers",
+		obj("providers", "per-provider settings",
+			obj(Provider, "Amazon Bedrock",
+				&node{key: "region", kind: kindString, format: fmtRegion, defDoc: "from the environment, else `us-east-1`", doc: "AWS region"},
+				&node{key: "endpoint", kind: kindString, format: fmtURL, doc: "for VPC endpoints and tests"},
+			),
+		),
+	),
+	obj("logging", "the gateway's log",
+		&node{key: "level", kind: kindEnum, enum: []string{"debug", "info", "warn", "error"}, def: "info", doc: "least severe level written"},
+	),
+}}
+
+// walk calls fn for every node below n in schema order with its dotted path.
+func walk(n *node, prefix string, fn func(path string, n *node)) {
+	for _, f := range n.fields {
+		p := join(prefix, f.key)
+		fn(p, f)
+		if f.kind == kindObject {
+			walk(f, p, fn)
+		}
+	}
+}
+
+func join(prefix, key string) string {
+	if prefix == "" {
+		return key
+	}
+	return prefix + "." + key
+}
+
+func (n *node) child(key string) *node {
+	for _, f := range n.fields {
+		if f.key == key {
+			return f
+		}
+	}
+	return nil
+}
+
+// lookup finds the node at a dotted path (paths are split on the schema's own
+// keys, so a key that contains a dot, such as none today, would still work).
+func lookup(path string) *node {
+	n := root
+	for path != "" {
+		var found *node
+		for _, f := range n.fields {
+			if path == f.key || len(path) > len(f.key) && path[:len(f.key)] == f.key && path[len(f.key)] == '.' {
+				found = f
+				path = path[len(f.key):]
+				if path != "" {
+					path = path[1:]
+				}
+				break
+			}
+		}
+		if found == nil {
+			return nil
+		}
+		n = found
+	}
+	return n
+}

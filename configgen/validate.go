@@ -1,0 +1,561 @@
+package configgen
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/netip"
+	"net/url"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/titanous/json5"
+)
+
+// MaxFileSize bounds what Load reads: a config is a few KiB, and a runaway
+// file must not make the daemon allocate without limit.
+const MaxFileSize = 1 << 20
+
+// Issue is one problem with a config. Path is the dotted key ("" for the whole
+// document); Line and Column are set for syntax errors.
+type Issue struct {
+	Path    string `json:"path"`
+	Message string `json:"message"`
+	Line    int    `json:"line,omitempty"`
+	Column  int    `json:"column,omitempty"`
+}
+
+func (i Issue) String() string {
+	switch {
+	case i.Line > 0:
+		return fmt.Sprintf("line %d, column %d: %s", i.Line, i.Column, i.Message)
+	case i.Path == "":
+		return "(root): " + i.Message
+	default:
+		return i.Path + ": " + i.Message
+	}
+}
+
+// Error is every problem found in a config, sorted by path.
+type Error struct {
+	Issues []Issue
+}
+
+func (e *Error) Error() string {
+	lines := make([]string, len(e.Issues))
+	for i, is := range e.Issues {
+		lines[i] = is.String()
+	}
+	return "invalid config:\n  " + strings.Join(lines, "\n  ")
+}
+
+// Load reads and validates the config file at path. A read failure is returned
+// as the OS error (wrapped); a bad file as *Error.
+func Load(path string) (Config, error) {
+	data, err := readLimited(path)
+	if err != nil {
+		return Config{}, err
+	}
+	return Parse(data)
+}
+
+func readLimited(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading config %s: %w", path, err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("reading config %s: larger than the %d-byte limit", path, MaxFileSize)
+	}
+	return data, nil
+}
+
+// Parse validates a JSON5 document against every rule of the schema, using
+// the process environment for the secrets that may come from it.
+func Parse(data []byte) (Config, error) {
+	return ParseEnv(data, os.Getenv)
+}
+
+// ParseEnv is Parse with the environment given explicitly.
+func ParseEnv(data []byte, getenv func(string) string) (Config, error) {
+	doc, iss := decode(data)
+	if iss != nil {
+		return Config{}, &Error{Issues: []Issue{*iss}}
+	}
+	v := &validator{getenv: getenv}
+	tree := v.value(root, "", doc)
+	if len(v.issues) == 0 {
+		v.crossChecks(tree.(map[string]any))
+	}
+	if len(v.issues) > 0 {
+		sort.SliceStable(v.issues, func(i, j int) bool { return v.issues[i].Path < v.issues[j].Path })
+		return Config{}, &Error{Issues: v.issues}
+	}
+	return toConfig(tree)
+}
+
+// toConfig moves the validated, defaulted tree into the typed struct. Unknown
+// fields are refused so a schema key without a struct field fails loudly.
+func toConfig(tree any) (Config, error) {
+	raw, err := json.Marshal(tree)
+	if err != nil {
+		return Config{}, fmt.Errorf("encoding validated config: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		return Config{}, fmt.Errorf("decoding validated config: %w", err)
+	}
+	return c, nil
+}
+
+// decode reads one JSON5 value and nothing after it. Numbers stay as
+// json5.Number so integers are checked exactly.
+func decode(data []byte) (doc any, issue *Issue) {
+	defer func() {
+		// The JSON5 decoder is third-party; a panic on some input must become
+		// a config error, never a crashed daemon.
+		if r := recover(); r != nil {
+			doc, issue = nil, &Issue{Message: fmt.Sprintf("could not parse the file: %v", r)}
+		}
+	}()
+	if !utf8.Valid(data) {
+		return nil, &Issue{Message: "the file is not valid UTF-8"}
+	}
+	// Editors on some systems start files with a byte-order mark.
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
+	if skipTrivia(data) == len(data) {
+		return nil, &Issue{Message: `the file is empty; it needs at least {gateway: {mode: "local"}}`}
+	}
+	r := bytes.NewReader(data)
+	dec := json5.NewDecoder(r)
+	dec.UseNumber()
+	if err := dec.Decode(&doc); err != nil {
+		return nil, syntaxIssue(data, err)
+	}
+	rest, _ := io.ReadAll(io.MultiReader(dec.Buffered(), r))
+	if i := skipTrivia(rest); i < len(rest) {
+		line, col := lineCol(data[:len(data)-len(rest)+i+1])
+		return nil, &Issue{Message: "unexpected content after the top-level object", Line: line, Column: col}
+	}
+	return doc, nil
+}
+
+// skipTrivia returns the index of the first byte of b that is neither white
+// space nor a comment.
+func skipTrivia(b []byte) int {
+	i := 0
+	for i < len(b) {
+		switch {
+		case b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r' || b[i] == '\f' || b[i] == '\v':
+			i++
+		case bytes.HasPrefix(b[i:], []byte("//")):
+			nl := bytes.IndexByte(b[i:], '\n')
+			if nl < 0 {
+				return len(b)
+			}
+			i += nl + 1
+		case bytes.HasPrefix(b[i:], []byte("/*")):
+			end := bytes.Index(b[i+2:], []byte("*/"))
+			if end < 0 {
+				return i
+			}
+			i += 2 + end + 2
+		default:
+			r, size := utf8.DecodeRune(b[i:])
+			if !unicode.IsSpace(r) && r != '\ufeff' {
+				return i
+			}
+			i += size
+		}
+	}
+	return i
+}
+
+func syntaxIssue(data []byte, err error) *Issue {
+	var off int64 = int64(len(data))
+	msg := err.Error()
+	var se *json5.SyntaxError
+	var te *json5.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		off = se.Offset
+	case errors.As(err, &te):
+		off = te.Offset
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		msg = "unexpected end of file (is a bracket, brace or quote left open?)"
+	}
+	if off > int64(len(data)) {
+		off = int64(len(data))
+	}
+	if off < 0 {
+		off = 0
+	}
+	line, col := lineCol(data[:off])
+	return &Issue{Message: msg, Line: line, Column: col}
+}
+
+// lineCol gives the 1-based line and column (in characters) of the end of
+// prefix, i.e. of the last byte read.
+func lineCol(prefix []byte) (line, col int) {
+	line = 1 + bytes.Count(prefix, []byte{'\n'})
+	last := prefix[bytes.LastIndexByte(prefix, '\n')+1:]
+	col = utf8.RuneCount(last)
+	if col == 0 {
+		col = 1
+	}
+	return line, col
+}
+
+type validator struct {
+	getenv func(string) string
+	issues []Issue
+}
+
+func (v *validator) add(path, format string, args ...any) {
+	v.issues = append(v.issues, Issue{Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+// value checks x against n and returns its normalized form (objects with
+// defaults filled in, integers as int64). The result is only meaningful when
+// no issue was added.
+func (v *validator) value(n *node, path string, x any) any {
+	if n.ignored {
+		return nil
+	}
+	switch n.kind {
+	case kindObject:
+		return v.object(n, path, x)
+	case kindString:
+		s, ok := x.(string)
+		if !ok {
+			v.add(path, "must be a string, got %s", v.got(n, x))
+			return nil
+		}
+		v.format(n, path, s)
+		return s
+	case kindEnum:
+		s, ok := x.(string)
+		if !ok || !contains(n.enum, s) {
+			if ok && path == "tools.exec.host" && (s == "sandbox" || s == "node") {
+				v.add(path, "%q is not supported by SkyKoi; commands run on the gateway host, use \"gateway\"", s)
+				return nil
+			}
+			v.add(path, "must be one of %s; got %s", strings.Join(n.enum, ", "), v.got(n, x))
+			return nil
+		}
+		return s
+	case kindBool:
+		b, ok := x.(bool)
+		if !ok {
+			v.add(path, "must be true or false, got %s", v.got(n, x))
+		}
+		return b
+	case kindInt:
+		i, ok := asInt(x)
+		if !ok || n.min != nil && i < *n.min || n.max != nil && i > *n.max {
+			v.add(path, "must be %s, got %s", intRange(n), v.got(n, x))
+		}
+		return i
+	case kindStrings:
+		list, ok := x.([]any)
+		if !ok {
+			v.add(path, "must be a list of strings, got %s", v.got(n, x))
+			return nil
+		}
+		out := make([]any, len(list))
+		for i, el := range list {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			s, ok := el.(string)
+			if !ok {
+				v.add(p, "must be a string, got %s", v.got(n, el))
+				continue
+			}
+			v.format(n, p, s)
+			out[i] = s
+		}
+		return out
+	}
+	panic("configgen: unknown node kind")
+}
+
+func (v *validator) object(n *node, path string, x any) any {
+	m, ok := x.(map[string]any)
+	if !ok {
+		if s, isStr := x.(string); isStr && path == "agents.defaults.model" {
+			v.add(path, "must be an object like {primary: %q}, got the bare string %s", DefaultModel, quote(s))
+		} else {
+			v.add(path, "must be an object, got %s", v.got(n, x))
+		}
+		return nil
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make(map[string]any, len(n.fields))
+	for _, k := range keys {
+		c := n.child(k)
+		if c == nil {
+			v.add(join(path, k), "unknown key%s", suggest(n, path, k))
+			continue
+		}
+		if c.ignored {
+			continue
+		}
+		out[k] = v.value(c, join(path, k), m[k])
+	}
+	for _, c := range n.fields {
+		if _, present := m[c.key]; present || c.ignored {
+			continue
+		}
+		switch {
+		case c.required:
+			v.add(join(path, c.key), "is required%s", requiredHint(c))
+		case c.kind == kindObject:
+			out[c.key] = v.object(c, join(path, c.key), map[string]any{})
+		case c.def != nil:
+			out[c.key] = cloneDefault(c.def)
+		}
+	}
+	return out
+}
+
+func requiredHint(n *node) string {
+	if n.kind == kindEnum && len(n.enum) == 1 {
+		return fmt.Sprintf(" (set it to %q)", n.enum[0])
+	}
+	return ""
+}
+
+func cloneDefault(d any) any {
+	if l, ok := d.([]any); ok {
+		return append([]any{}, l...)
+	}
+	return d
+}
+
+var (
+	sha256Re  = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	regionRe  = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$`)
+	modelIDRe = regexp.MustCompile(`^[A-Za-z0-9._:/-]+$`)
+)
+
+func (v *validator) format(n *node, path, s string) {
+	switch n.format {
+	case fmtIP:
+		if _, err := netip.ParseAddr(s); err != nil {
+			v.add(path, "must be an IP address, got %s", quote(s))
+		}
+	case fmtIPOrCIDR:
+		if _, err := netip.ParseAddr(s); err != nil {
+			if _, err := netip.ParsePrefix(s); err != nil {
+				v.add(path, "must be an IP address or CIDR (such as 10.0.0.0/8), got %s", quote(s))
+			}
+		}
+	case fmtOrigin:
+		if !validOrigin(s) {
+			v.add(path, "must be an origin like https://host[:port] with no path, got %s", quote(s))
+		}
+	case fmtSHA256:
+		if !sha256Re.MatchString(s) {
+			// Never echo: a user may have pasted the secret itself here.
+			v.add(path, "must be 64 lowercase hex characters (a SHA-256 digest), got %d characters", utf8.RuneCountInString(s))
+		}
+	case fmtSecret:
+		if n := utf8.RuneCountInString(s); n < minSecretLen {
+			v.add(path, "must be at least %d characters, got %d", minSecretLen, n)
+		}
+	case fmtPath:
+		if !(strings.HasPrefix(s, "/") || s == "~" || strings.HasPrefix(s, "~/")) || strings.ContainsRune(s, 0) {
+			v.add(path, "must be an absolute path or start with ~/, got %s", quote(s))
+		}
+	case fmtModelRef:
+		provider, id, ok := strings.Cut(s, "/")
+		switch {
+		case !ok:
+			v.add(path, "must be \"%s/<modelId>\", got %s", Provider, quote(s))
+		case provider != Provider:
+			v.add(path, "provider must be %s, got %s in %s", Provider, quote(provider), quote(s))
+		case !modelIDRe.MatchString(id):
+			v.add(path, "model id must be letters, digits and . _ : / -, got %s", quote(id))
+		}
+	case fmtRegion:
+		if !regionRe.MatchString(s) {
+			v.add(path, "must be an AWS region such as us-east-1, got %s", quote(s))
+		}
+	case fmtURL:
+		u, err := url.Parse(s)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.add(path, "must be an http:// or https:// URL, got %s", quote(s))
+		}
+	case fmtToolName:
+		if !contains(toolNames, s) {
+			v.add(path, "must be one of %s; got %s", strings.Join(toolNames, ", "), quote(s))
+		}
+	case fmtCommand:
+		if s == "" || strings.ContainsAny(s, " \t\n\x00") || strings.Contains(s, "/") && !strings.HasPrefix(s, "/") {
+			v.add(path, "must be a binary name or an absolute path, got %s", quote(s))
+		}
+	}
+}
+
+func validOrigin(s string) bool {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Hostname() == "" {
+		return false
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(s, "#") || strings.HasSuffix(s, "?") {
+		return false
+	}
+	if u.Path != "" || u.Opaque != "" {
+		return false
+	}
+	if p := u.Port(); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return false
+		}
+	}
+	return true
+}
+
+// crossChecks enforces the rules that involve more than one key. It runs only
+// on a tree whose keys are each valid, so the type assertions hold.
+func (v *validator) crossChecks(t map[string]any) {
+	gw := t["gateway"].(map[string]any)
+	auth := gw["auth"].(map[string]any)
+	bind := gw["bind"].(string)
+	if _, has := gw["customBindHost"]; has != (bind == "custom") {
+		if has {
+			v.add("gateway.customBindHost", "only allowed when gateway.bind is \"custom\" (bind is %q)", bind)
+		} else {
+			v.add("gateway.customBindHost", "is required when gateway.bind is \"custom\"")
+		}
+	}
+	mode := auth["mode"].(string)
+	if mode == "none" && bind != "loopback" {
+		v.add("gateway.auth.mode", "\"none\" is only allowed with gateway.bind \"loopback\" (bind is %q); use token auth", bind)
+	}
+	type source struct{ key, env string }
+	secrets := map[string]source{"token": {"token", EnvToken}, "password": {"password", EnvPassword}}
+	for m, src := range secrets {
+		plainKey, hashKey := src.key, src.key+"Sha256"
+		var set []string
+		for _, k := range []string{plainKey, hashKey} {
+			if _, ok := auth[k]; ok {
+				set = append(set, k)
+			}
+		}
+		if m != mode {
+			for _, k := range set {
+				v.add("gateway.auth."+k, "only used when gateway.auth.mode is %q (mode is %q)", m, mode)
+			}
+			continue
+		}
+		if v.getenv(src.env) != "" {
+			set = append(set, src.env)
+		}
+		switch len(set) {
+		case 0:
+			v.add("gateway.auth", "%s mode needs a %s: set gateway.auth.%s (or gateway.auth.%s), or the %s environment variable", m, m, hashKey, plainKey, src.env)
+		case 1:
+		default:
+			v.add("gateway.auth", "set exactly one of %s, %s and the %s environment variable; found %s", plainKey, hashKey, src.env, strings.Join(set, " and "))
+		}
+	}
+	reset := t["session"].(map[string]any)["reset"].(map[string]any)
+	if _, has := reset["idleMinutes"]; !has && reset["mode"] == "idle" {
+		v.add("session.reset.idleMinutes", "is required when session.reset.mode is \"idle\"")
+	}
+}
+
+// got renders a rejected value for a message. Secrets are never echoed.
+func (v *validator) got(n *node, x any) string {
+	secret := n.format == fmtSecret || n.format == fmtSHA256
+	switch x := x.(type) {
+	case nil:
+		return "null"
+	case string:
+		if secret {
+			return "a string"
+		}
+		return quote(x)
+	case bool:
+		return strconv.FormatBool(x)
+	case json5.Number:
+		if secret {
+			return "a number"
+		}
+		return string(x)
+	case float64: // NaN and Infinity literals
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "an object"
+	}
+	return fmt.Sprintf("%T", x)
+}
+
+// quote renders a user string for a message, bounded so a huge value cannot
+// flood a terminal or a log.
+func quote(s string) string {
+	const max = 64
+	if utf8.RuneCountInString(s) > max {
+		r := []rune(s)
+		return strconv.Quote(string(r[:max])) + "…"
+	}
+	return strconv.Quote(s)
+}
+
+func asInt(x any) (int64, bool) {
+	n, ok := x.(json5.Number)
+	if !ok {
+		return 0, false
+	}
+	s := string(n)
+	if i, err := strconv.ParseInt(strings.TrimPrefix(s, "+"), 0, 64); err == nil {
+		return i, true
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
+		return 0, false
+	}
+	return int64(f), true
+}
+
+func intRange(n *node) string {
+	switch {
+	case n.min != nil && n.max != nil:
+		return fmt.Sprintf("an integer from %d to %d", *n.min, *n.max)
+	case n.min != nil:
+		return fmt.Sprintf("an integer of at least %d", *n.min)
+	default:
+		return "an integer"
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, e := range list {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}
