@@ -74,7 +74,7 @@ func newRoot(io stdio) *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
 	})
-	root.AddCommand(newVersionCmd(), newConfigCmd())
+	root.AddCommand(newVersionCmd(), newConfigCmd(), newGatewayCmd())
 	return root
 }
 

@@ -1,0 +1,104 @@
+package gateway
+
+import (
+	"encoding/json"
+	"sort"
+
+	"github.com/skykoi/skykoi/gateway/protocol"
+	"github.com/skykoi/skykoi/internal/version"
+)
+
+// register makes c a live client and answers its connect. The hello-ok is
+// queued under s.mu, before any broadcast can see c, so it is always the
+// first frame after the challenge; the others then learn of c via presence.
+func (s *Server) register(c *conn, reqID string) {
+	s.mu.Lock()
+	s.conns[c] = struct{}{}
+	s.presence++
+	hello := s.helloOKLocked(c)
+	c.sendRes(reqID, hello)
+	s.mu.Unlock()
+	s.broadcastPresence()
+}
+
+// unregister drops c; others see a presence event.
+func (s *Server) unregister(c *conn) {
+	s.mu.Lock()
+	_, was := s.conns[c]
+	delete(s.conns, c)
+	if was {
+		s.presence++
+	}
+	s.mu.Unlock()
+	if was {
+		s.broadcastPresence()
+		s.log.Info("client disconnected", "conn", c.id, "ip", c.ip, "client", c.params.Client.ID)
+	}
+}
+
+func (s *Server) broadcastPresence() {
+	s.mu.Lock()
+	list, _ := s.presenceLocked()
+	s.mu.Unlock()
+	s.broadcast(protocol.EventPresence, map[string]any{"presence": list}, nil, false)
+}
+
+// presenceLocked lists the gateway itself and every authenticated client,
+// oldest first; s.mu is held.
+func (s *Server) presenceLocked() ([]protocol.PresenceEntry, protocol.StateVersion) {
+	v := version.Get()
+	out := []protocol.PresenceEntry{{
+		TS: s.startedAt.UnixMilli(), Host: s.opts.Hostname, Version: v.Version,
+		Mode: "gateway", Reason: "self", Text: "skykoi gateway",
+	}}
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	sort.Slice(conns, func(i, j int) bool { return conns[i].opened.Before(conns[j].opened) })
+	for _, c := range conns {
+		p := c.params
+		out = append(out, protocol.PresenceEntry{
+			TS: c.opened.UnixMilli(), Host: p.Client.DisplayName, IP: c.ip, Version: p.Client.Version,
+			Platform: p.Client.Platform, DeviceFamily: p.Client.DeviceFamily, Mode: p.Client.Mode,
+			Reason: "connect", DeviceID: c.deviceID, InstanceID: p.Client.InstanceID,
+			Roles: []string{c.role}, Scopes: c.grantedScopes(),
+		})
+	}
+	return out, protocol.StateVersion{Presence: s.presence, Health: s.health}
+}
+
+// broadcast sends an event to every authenticated connection that filter
+// accepts (nil: all). The payload is encoded once; each connection stamps its
+// own seq. It never blocks on a client.
+func (s *Server) broadcast(name string, payload any, filter func(*conn) bool, droppable bool) {
+	raw, err := json.Marshal(payload)
+	if err != nil {
+		s.log.Error("encoding event", "event", name, "err", err)
+		return
+	}
+	s.mu.Lock()
+	sv := protocol.StateVersion{Presence: s.presence, Health: s.health}
+	targets := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		if filter == nil || filter(c) {
+			targets = append(targets, c)
+		}
+	}
+	s.mu.Unlock()
+	var svp *protocol.StateVersion
+	if name == protocol.EventPresence || name == protocol.EventHealth {
+		svp = &sv
+	}
+	for _, c := range targets {
+		c.sendEvent(name, raw, svp, droppable)
+	}
+}
+
+// eventNames lists every event the gateway sends, for hello-ok features.
+func eventNames() []string {
+	return []string{
+		protocol.EventConnectChallenge, protocol.EventTick, protocol.EventPresence,
+		protocol.EventHealth, protocol.EventShutdown,
+	}
+}
