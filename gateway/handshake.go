@@ -126,7 +126,9 @@ func (c *conn) handshake(typ int, data []byte) bool {
 }
 
 func validateConnect(p *protocol.ConnectParams) *protocol.Error {
-	bad := func(msg string) *protocol.Error { return protocol.Errorf(protocol.CodeInvalidRequest, "invalid connect params: "+msg) }
+	bad := func(msg string) *protocol.Error {
+		return protocol.Errorf(protocol.CodeInvalidRequest, "invalid connect params: "+msg)
+	}
 	if p.MinProtocol < 1 || p.MaxProtocol < 1 {
 		return bad("minProtocol and maxProtocol are required positive integers")
 	}

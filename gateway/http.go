@@ -168,4 +168,3 @@ func inNets(ip net.IP, nets []net.IPNet) bool {
 	}
 	return false
 }
-

@@ -139,7 +139,7 @@ type Server struct {
 	addr      net.Addr
 
 	httpSrv  *http.Server
-	serveErr chan error // a listener that failed for good
+	serveErr chan error     // a listener that failed for good
 	inflight sync.WaitGroup // requests being handled
 	connWG   sync.WaitGroup // connection goroutines
 
