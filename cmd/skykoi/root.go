@@ -77,4 +77,3 @@ func newRoot(io stdio) *cobra.Command {
 	root.AddCommand(newVersionCmd(), newConfigCmd(), newGatewayCmd())
 	return root
 }
-
