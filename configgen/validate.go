@@ -268,7 +268,12 @@ func (v *validator) value(n *node, path string, x any) any {
 	case kindInt:
 		i, ok := asInt(x)
 		if !ok || n.min != nil && i < *n.min || n.max != nil && i > *n.max {
-			v.add(path, "must be %s, got %s", intRange(n), v.got(n, x))
+			want := intRange(n)
+			if n.max == nil && aboveSafe(x) {
+				// Otherwise "at least 0, got 9007199254740993" reads as a contradiction.
+				want += fmt.Sprintf(" and at most %d", maxSafeInt)
+			}
+			v.add(path, "must be %s, got %s", want, v.got(n, x))
 		}
 		return i
 	case kindStrings:
@@ -524,6 +529,11 @@ func quote(s string) string {
 	return strconv.Quote(s)
 }
 
+// maxSafeInt is the largest integer a JSON number held as an IEEE double (as
+// in a browser, or Go's map[string]any) keeps exactly. Larger values would
+// change silently when a client reads the config and writes it back.
+const maxSafeInt = 1<<53 - 1
+
 func asInt(x any) (int64, bool) {
 	n, ok := x.(json5.Number)
 	if !ok {
@@ -531,13 +541,29 @@ func asInt(x any) (int64, bool) {
 	}
 	s := string(n)
 	if i, err := strconv.ParseInt(strings.TrimPrefix(s, "+"), 0, 64); err == nil {
-		return i, true
+		return i, i >= -maxSafeInt && i <= maxSafeInt
 	}
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
+	if err != nil || f != math.Trunc(f) || math.Abs(f) > maxSafeInt {
 		return 0, false
 	}
 	return int64(f), true
+}
+
+// aboveSafe reports whether x is a number above maxSafeInt, including ones
+// too large for int64 or float64.
+func aboveSafe(x any) bool {
+	n, ok := x.(json5.Number)
+	if !ok {
+		return false
+	}
+	f, err := strconv.ParseFloat(string(n), 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
+		// Hex integers, which ParseFloat does not read without an exponent.
+		i, err := strconv.ParseInt(strings.TrimPrefix(string(n), "+"), 0, 64)
+		return (err == nil || errors.Is(err, strconv.ErrRange)) && i > maxSafeInt
+	}
+	return f > maxSafeInt
 }
 
 func intRange(n *node) string {
