@@ -162,6 +162,7 @@ func (c *conn) sendErrorPayload(id string, payload any, e *protocol.Error) {
 
 func (c *conn) enqueueOrClose(b []byte) {
 	if !c.enqueue(b) {
+		c.s.log.Warn("slow consumer: closing", "conn", c.id, "ip", c.ip, "frame", "res")
 		c.closeWith(protocol.ClosePolicyViolation, "slow consumer", false)
 	}
 }
@@ -277,8 +278,10 @@ func (c *conn) writer() {
 		}
 		for {
 			c.qmu.Lock()
+			// Frames leave the queue here but stay counted in queued until
+			// written, so maxBufferedBytes bounds everything not yet sent.
 			batch := c.queue
-			c.queue, c.queued = nil, 0
+			c.queue = nil
 			closing, closeMsg := c.closing, c.closeMsg
 			if closing && !c.flush {
 				batch = nil
@@ -290,6 +293,9 @@ func (c *conn) writer() {
 					c.abort()
 					return
 				}
+				c.qmu.Lock()
+				c.queued -= len(f)
+				c.qmu.Unlock()
 			}
 			if closing {
 				_ = c.ws.WriteControl(websocket.CloseMessage, closeMsg, time.Now().Add(writeWait))
