@@ -127,6 +127,9 @@ func defaultDoc(n *node) string {
 	if n.defDoc != "" {
 		return n.defDoc
 	}
+	if n.required {
+		return "required"
+	}
 	if n.kind == kindObject {
 		parts := make([]string, 0, len(n.fields))
 		for _, f := range n.fields {

@@ -25,6 +25,8 @@ type Options struct {
 	AllowedOrigins []string
 	// ExecSecurity defaults to "full": the Koi is the person's own machine.
 	ExecSecurity string
+	// ExecAllowlist names the commands allowed with ExecSecurity "allowlist".
+	ExecAllowlist []string
 	// ResetMode defaults to "daily"; ResetAtHour to 4; ResetIdleMinutes 0 = unset.
 	ResetMode        string
 	ResetAtHour      *int
@@ -108,7 +110,7 @@ func Generate(o Options) ([]byte, error) {
 			"workspace": o.Workspace,
 			"model":     map[string]any{"primary": o.Model, "fallbacks": strs(o.Fallbacks)},
 		}},
-		"tools":   map[string]any{"exec": map[string]any{"security": o.ExecSecurity, "host": "gateway"}},
+		"tools":   map[string]any{"exec": execTree(o)},
 		"session": map[string]any{"reset": reset},
 		"logging": map[string]any{"level": o.LogLevel},
 	}
@@ -124,6 +126,18 @@ func Generate(o Options) ([]byte, error) {
 		return nil, fmt.Errorf("generated config is invalid: %w", err)
 	}
 	return out, nil
+}
+
+func execTree(o Options) map[string]any {
+	t := map[string]any{"security": o.ExecSecurity, "host": "gateway"}
+	if len(o.ExecAllowlist) > 0 {
+		list := make([]any, len(o.ExecAllowlist))
+		for i, e := range o.ExecAllowlist {
+			list[i] = e
+		}
+		t["allowlist"] = list
+	}
+	return t
 }
 
 // Marshal writes a config tree as indented JSON with keys in schema order

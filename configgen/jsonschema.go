@@ -18,6 +18,11 @@ func Schema() map[string]any {
 	s["title"] = "skykoi.json"
 	s["required"] = []string{"gateway"}
 	if props, ok := s["properties"].(map[string]any); ok {
+		// Any value is accepted for $schema; it is only a hint for editors.
+		props["$schema"] = map[string]any{"description": "ignored; lets editors find the JSON Schema"}
+		reset := props["session"].(map[string]any)["properties"].(map[string]any)["reset"].(map[string]any)
+		reset["if"] = map[string]any{"properties": map[string]any{"mode": map[string]any{"const": "idle"}}, "required": []string{"mode"}}
+		reset["then"] = map[string]any{"required": []string{"idleMinutes"}}
 		gw := props["gateway"].(map[string]any)
 		gw["allOf"] = []any{
 			map[string]any{

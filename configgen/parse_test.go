@@ -2,6 +2,7 @@ package configgen
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -46,11 +47,14 @@ func TestParseInvalid(t *testing.T) {
 		{"port null", `{gateway: {mode: "local", port: null, auth: {tokenSha256: "$H"}}}`, nil,
 			[]string{`gateway.port: must be an integer from 1 to 65535, got null`}},
 		{"mode not local", `{gateway: {mode: "remote", auth: {tokenSha256: "$H"}}}`, nil,
-			[]string{`gateway.mode: must be one of local; got "remote"`}},
+			[]string{`gateway.mode: must be "local", got "remote"`}},
 		{"mode missing", `{gateway: {auth: {tokenSha256: "$H"}}}`, nil,
 			[]string{`gateway.mode: is required (set it to "local")`}},
 		{"gateway missing", `{}`, nil,
-			[]string{`gateway.mode: is required (set it to "local")`}},
+			[]string{
+				`gateway.auth: token mode needs a token: set gateway.auth.tokenSha256 (or gateway.auth.token), or the SKYKOI_GATEWAY_TOKEN environment variable`,
+				`gateway.mode: is required (set it to "local")`,
+			}},
 		{"gateway not an object", `{gateway: "local"}`, nil,
 			[]string{`gateway: must be an object, got "local"`}},
 		{"bind enum", `{gateway: {mode: "local", bind: "public", auth: {tokenSha256: "$H"}}}`, nil,
@@ -86,9 +90,9 @@ func TestParseInvalid(t *testing.T) {
 		{"rateLimit maxAttempts", `{gateway: {mode: "local", auth: {tokenSha256: "$H", rateLimit: {maxAttempts: 0}}}}`, nil,
 			[]string{`gateway.auth.rateLimit.maxAttempts: must be an integer of at least 1, got 0`}},
 		{"rateLimit windowMs", `{gateway: {mode: "local", auth: {tokenSha256: "$H", rateLimit: {windowMs: 999}}}}`, nil,
-			[]string{`gateway.auth.rateLimit.windowMs: must be an integer of at least 1000, got 999`}},
+			[]string{`gateway.auth.rateLimit.windowMs: must be an integer from 1000 to 86400000, got 999`}},
 		{"rateLimit lockoutMs", `{gateway: {mode: "local", auth: {tokenSha256: "$H", rateLimit: {lockoutMs: -1}}}}`, nil,
-			[]string{`gateway.auth.rateLimit.lockoutMs: must be an integer of at least 0, got -1`}},
+			[]string{`gateway.auth.rateLimit.lockoutMs: must be an integer from 0 to 86400000, got -1`}},
 		{"bad CIDR", `{gateway: {mode: "local", auth: {tokenSha256: "$H"}, trustedProxies: ["127.0.0.1", "10.0.0.0/33"]}}`, nil,
 			[]string{`gateway.trustedProxies[1]: must be an IP address or CIDR (such as 10.0.0.0/8), got "10.0.0.0/33"`}},
 		{"trustedProxies not a list", `{gateway: {mode: "local", auth: {tokenSha256: "$H"}, trustedProxies: "127.0.0.1"}}`, nil,
@@ -102,7 +106,7 @@ func TestParseInvalid(t *testing.T) {
 		{"reload mode enum", `{gateway: {mode: "local", auth: {tokenSha256: "$H"}, reload: {mode: "auto"}}}`, nil,
 			[]string{`gateway.reload.mode: must be one of off, hybrid; got "auto"`}},
 		{"idle stop negative", `{gateway: {mode: "local", auth: {tokenSha256: "$H"}, idle: {stopAfterMinutes: -5}}}`, nil,
-			[]string{`gateway.idle.stopAfterMinutes: must be an integer of at least 0, got -5`}},
+			[]string{`gateway.idle.stopAfterMinutes: must be an integer from 0 to 43200, got -5`}},
 		{"relative workspace", `{` + gw + `, agents: {defaults: {workspace: "koi"}}}`, nil,
 			[]string{`agents.defaults.workspace: must be an absolute path or start with ~/, got "koi"`}},
 		{"bare-string model", `{` + gw + `, agents: {defaults: {model: "amazon-bedrock/us.anthropic.claude-opus-4-6-v1"}}}`, nil,
@@ -128,7 +132,7 @@ func TestParseInvalid(t *testing.T) {
 		{"exec host node", `{` + gw + `, tools: {exec: {host: "node"}}}`, nil,
 			[]string{`tools.exec.host: "node" is not supported by SkyKoi; commands run on the gateway host, use "gateway"`}},
 		{"exec host unknown", `{` + gw + `, tools: {exec: {host: "docker"}}}`, nil,
-			[]string{`tools.exec.host: must be one of gateway; got "docker"`}},
+			[]string{`tools.exec.host: must be "gateway", got "docker"`}},
 		{"allowlist relative path", `{` + gw + `, tools: {exec: {allowlist: ["ls", "bin/rm"]}}}`, nil,
 			[]string{`tools.exec.allowlist[1]: must be a binary name or an absolute path, got "bin/rm"`}},
 		{"exec timeout zero", `{` + gw + `, tools: {exec: {timeoutSec: 0}}}`, nil,
@@ -144,7 +148,7 @@ func TestParseInvalid(t *testing.T) {
 		{"atHour 24", `{` + gw + `, session: {reset: {atHour: 24}}}`, nil,
 			[]string{`session.reset.atHour: must be an integer from 0 to 23, got 24`}},
 		{"idleMinutes zero", `{` + gw + `, session: {reset: {idleMinutes: 0}}}`, nil,
-			[]string{`session.reset.idleMinutes: must be an integer of at least 1, got 0`}},
+			[]string{`session.reset.idleMinutes: must be an integer from 1 to 525600, got 0`}},
 		{"idle mode without minutes", `{` + gw + `, session: {reset: {mode: "idle"}}}`, nil,
 			[]string{`session.reset.idleMinutes: is required when session.reset.mode is "idle"`}},
 		{"bad region", `{` + gw + `, models: {providers: {"amazon-bedrock": {region: "useast1"}}}}`, nil,
@@ -169,6 +173,19 @@ func TestParseInvalid(t *testing.T) {
 			[]string{`line 1, column 117: unexpected content after the top-level object`}},
 		{"not UTF-8", "{gateway: {mode: \"\xff\"}}", nil,
 			[]string{`(root): the file is not valid UTF-8`}},
+		{"cross-key rules reported beside other problems", `{gateway: {mode: "local", port: 0, auth: {mode: "token", token: "short", password: "p"}}}`, nil,
+			[]string{
+				`gateway.auth.password: must be at least 32 characters, got 1`,
+				`gateway.auth.password: only used when gateway.auth.mode is "password" (mode is "token")`,
+				`gateway.auth.token: must be at least 32 characters, got 5`,
+				`gateway.port: must be an integer from 1 to 65535, got 0`,
+			}},
+		{"nesting too deep", `{gateway: {mode: "local", auth: {tokenSha256: "$H"}}, x: ` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`, nil,
+			[]string{`line 1, column 183: nesting deeper than 64 levels`}},
+		{"brackets inside strings and comments do not count", `{gateway: {mode: "local", auth: {tokenSha256: "$H"}}, /* [[[[ */ y: "` + strings.Repeat("[", 100) + `"}`, nil,
+			[]string{`y: unknown key`}},
+		{"very long unknown key is shortened", `{` + gw + `, "` + strings.Repeat("k", 300) + `": 1}`, nil,
+			[]string{strings.Repeat("k", 200) + `…: unknown key`}},
 		{"every problem at once, sorted by path", `{gateway: {mode: "local", port: "x", auth: {tokenSha256: "$H"}}, tools: {exec: {security: "all"}}, exec: {}}`, nil,
 			[]string{
 				`exec: unknown key (did you mean tools.exec?)`,
@@ -281,6 +298,23 @@ func TestParseValid(t *testing.T) {
 			}
 			tt.check(t, c)
 		})
+	}
+}
+
+func TestIssuesAreCapped(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("{" + doc(gw))
+	for i := 0; i < 500; i++ {
+		fmt.Fprintf(&b, ", unknown%d: 1", i)
+	}
+	b.WriteString("}")
+	_, err := ParseEnv([]byte(b.String()), noEnv)
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("got %v", err)
+	}
+	if len(ce.Issues) != maxIssues || ce.Issues[maxIssues-1].Message != "… and 401 more problems" {
+		t.Errorf("%d issues, last %q", len(ce.Issues), ce.Issues[len(ce.Issues)-1].Message)
 	}
 }
 

@@ -61,6 +61,14 @@ type node struct {
 
 func i64(v int64) *int64 { return &v }
 
+// Upper bounds for durations. The spec gives only lower bounds; without a
+// ceiling a typo like 1e15 minutes would overflow time.Duration and make the
+// Koi stop itself at once, so each gets a generous but finite limit.
+const (
+	dayMs      = 24 * 60 * 60 * 1000
+	dayMinutes = 24 * 60
+)
+
 // Provider is the only model provider a Koi speaks to.
 const Provider = "amazon-bedrock"
 
@@ -92,9 +100,9 @@ var root = &node{kind: kindObject, fields: []*node{
 			&node{key: "password", kind: kindString, format: fmtSecret, doc: "plaintext; password mode"},
 			&node{key: "passwordSha256", kind: kindString, format: fmtSHA256, doc: "exactly one of password / passwordSha256 / env `SKYKOI_GATEWAY_PASSWORD` in password mode"},
 			&node{key: "rateLimit", kind: kindObject, row: true, doc: "failed-auth limit per client IP", fields: []*node{
-				{key: "maxAttempts", kind: kindInt, min: i64(1), def: int64(10), doc: "failures allowed per window"},
-				{key: "windowMs", kind: kindInt, min: i64(1000), def: int64(60000), doc: "the window"},
-				{key: "lockoutMs", kind: kindInt, min: i64(0), def: int64(300000), doc: "how long a client stays locked out"},
+				{key: "maxAttempts", kind: kindInt, min: i64(1), max: i64(10000), def: int64(10), doc: "failures allowed per window"},
+				{key: "windowMs", kind: kindInt, min: i64(1000), max: i64(dayMs), def: int64(60000), doc: "the window"},
+				{key: "lockoutMs", kind: kindInt, min: i64(0), max: i64(dayMs), def: int64(300000), doc: "how long a client stays locked out"},
 			}},
 		),
 		&node{key: "trustedProxies", kind: kindStrings, format: fmtIPOrCIDR, def: []any{}, doc: "peers whose X-Forwarded-For is believed; the Koi sets `[\"127.0.0.1\"]`"},
@@ -106,7 +114,7 @@ var root = &node{kind: kindObject, fields: []*node{
 			&node{key: "mode", kind: kindEnum, enum: []string{"off", "hybrid"}, def: "hybrid", doc: "hybrid: hot-apply what can be, restart the listener for the rest"},
 		),
 		obj("idle", "idle sleep",
-			&node{key: "stopAfterMinutes", kind: kindInt, min: i64(0), def: int64(0), doc: "0 = never; >0: with no connection and no run for that long, the Koi stops its own EC2 instance"},
+			&node{key: "stopAfterMinutes", kind: kindInt, min: i64(0), max: i64(30 * dayMinutes), def: int64(0), doc: "0 = never; >0: with no connection and no run for that long, the Koi stops its own EC2 instance"},
 		),
 	),
 	obj("agents", "the agent",
@@ -136,7 +144,7 @@ var root = &node{kind: kindObject, fields: []*node{
 		obj("reset", "when a session starts afresh",
 			&node{key: "mode", kind: kindEnum, enum: []string{"daily", "idle", "off"}, def: "daily", doc: "reset policy"},
 			&node{key: "atHour", kind: kindInt, min: i64(0), max: i64(23), def: int64(4), doc: "local time of the Koi"},
-			&node{key: "idleMinutes", kind: kindInt, min: i64(1), doc: "the idle timeout; with mode `daily` too, whichever expires first; required with mode `idle`"},
+			&node{key: "idleMinutes", kind: kindInt, min: i64(1), max: i64(365 * dayMinutes), doc: "the idle timeout; with mode `daily` too, whichever expires first; required with mode `idle`"},
 		),
 	),
 	obj("models", "model providers",

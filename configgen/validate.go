@@ -97,12 +97,12 @@ func ParseEnv(data []byte, getenv func(string) string) (Config, error) {
 	}
 	v := &validator{getenv: getenv}
 	tree := v.value(root, "", doc)
-	if len(v.issues) == 0 {
-		v.crossChecks(tree.(map[string]any))
+	if m, ok := tree.(map[string]any); ok {
+		v.crossChecks(m)
 	}
 	if len(v.issues) > 0 {
 		sort.SliceStable(v.issues, func(i, j int) bool { return v.issues[i].Path < v.issues[j].Path })
-		return Config{}, &Error{Issues: v.issues}
+		return Config{}, &Error{Issues: capIssues(v.issues)}
 	}
 	return toConfig(tree)
 }
@@ -141,6 +141,9 @@ func decode(data []byte) (doc any, issue *Issue) {
 	if skipTrivia(data) == len(data) {
 		return nil, &Issue{Message: `the file is empty; it needs at least {gateway: {mode: "local"}}`}
 	}
+	if iss := checkDepth(data); iss != nil {
+		return nil, iss
+	}
 	r := bytes.NewReader(data)
 	dec := json5.NewDecoder(r)
 	dec.UseNumber()
@@ -153,6 +156,47 @@ func decode(data []byte) (doc any, issue *Issue) {
 		return nil, &Issue{Message: "unexpected content after the top-level object", Line: line, Column: col}
 	}
 	return doc, nil
+}
+
+// maxDepth bounds nesting. The real config is four levels deep; the JSON5
+// decoder recurses per level, so a hostile file of a million brackets (from
+// config.set, say) would otherwise cost hundreds of MB of stack.
+const maxDepth = 64
+
+// checkDepth scans for brackets outside strings and comments and reports the
+// first one that nests deeper than maxDepth.
+func checkDepth(data []byte) *Issue {
+	depth := 0
+	for i := 0; i < len(data); i++ {
+		switch c := data[i]; c {
+		case '"', '\'':
+			for i++; i < len(data) && data[i] != c; i++ {
+				if data[i] == '\\' {
+					i++
+				}
+			}
+		case '/':
+			if i+1 < len(data) && data[i+1] == '/' {
+				for i < len(data) && data[i] != '\n' {
+					i++
+				}
+			} else if i+1 < len(data) && data[i+1] == '*' {
+				end := bytes.Index(data[i+2:], []byte("*/"))
+				if end < 0 {
+					return nil // unterminated: the decoder reports it
+				}
+				i += 2 + end + 1
+			}
+		case '{', '[':
+			if depth++; depth > maxDepth {
+				line, col := lineCol(data[:i+1])
+				return &Issue{Message: fmt.Sprintf("nesting deeper than %d levels", maxDepth), Line: line, Column: col}
+			}
+		case '}', ']':
+			depth--
+		}
+	}
+	return nil
 }
 
 // skipTrivia returns the index of the first byte of b that is neither white
@@ -227,7 +271,33 @@ type validator struct {
 }
 
 func (v *validator) add(path, format string, args ...any) {
-	v.issues = append(v.issues, Issue{Path: path, Message: fmt.Sprintf(format, args...)})
+	v.issues = append(v.issues, Issue{Path: shortPath(path), Message: fmt.Sprintf(format, args...)})
+}
+
+// Bounds on what a report can hold, so a hostile or runaway file (config.set
+// takes text from clients) cannot produce megabytes of errors.
+const (
+	maxIssues  = 100
+	maxPathLen = 200
+)
+
+func shortPath(p string) string {
+	if len(p) <= maxPathLen {
+		return p
+	}
+	cut := maxPathLen
+	for cut > 0 && !utf8.RuneStart(p[cut]) {
+		cut--
+	}
+	return p[:cut] + "…"
+}
+
+func capIssues(is []Issue) []Issue {
+	if len(is) <= maxIssues {
+		return is
+	}
+	out := append([]Issue(nil), is[:maxIssues-1]...)
+	return append(out, Issue{Path: "", Message: fmt.Sprintf("… and %d more problems", len(is)-maxIssues+1)})
 }
 
 // value checks x against n and returns its normalized form (objects with
@@ -255,7 +325,11 @@ func (v *validator) value(n *node, path string, x any) any {
 				v.add(path, "%q is not supported by SkyKoi; commands run on the gateway host, use \"gateway\"", s)
 				return nil
 			}
-			v.add(path, "must be one of %s; got %s", strings.Join(n.enum, ", "), v.got(n, x))
+			if len(n.enum) == 1 {
+				v.add(path, "must be %q, got %s", n.enum[0], v.got(n, x))
+			} else {
+				v.add(path, "must be one of %s; got %s", strings.Join(n.enum, ", "), v.got(n, x))
+			}
 			return nil
 		}
 		return s
@@ -440,27 +514,34 @@ func validOrigin(s string) bool {
 	return true
 }
 
-// crossChecks enforces the rules that involve more than one key. It runs only
-// on a tree whose keys are each valid, so the type assertions hold.
+// crossChecks enforces the rules that involve more than one key. It runs on
+// every tree, also one with problems elsewhere, so a file's issues are all
+// reported at once; a rule whose inputs are themselves invalid is skipped
+// (those inputs already have an issue of their own).
 func (v *validator) crossChecks(t map[string]any) {
-	gw := t["gateway"].(map[string]any)
-	auth := gw["auth"].(map[string]any)
-	bind := gw["bind"].(string)
-	if _, has := gw["customBindHost"]; has != (bind == "custom") {
+	gw := subMap(t, "gateway")
+	auth := subMap(gw, "auth")
+	bind, bindOK := gw["bind"].(string)
+	if _, has := gw["customBindHost"]; bindOK && has != (bind == "custom") {
 		if has {
 			v.add("gateway.customBindHost", "only allowed when gateway.bind is \"custom\" (bind is %q)", bind)
 		} else {
 			v.add("gateway.customBindHost", "is required when gateway.bind is \"custom\"")
 		}
 	}
-	mode := auth["mode"].(string)
-	if mode == "none" && bind != "loopback" {
+	mode, modeOK := auth["mode"].(string)
+	if modeOK && bindOK && mode == "none" && bind != "loopback" {
 		v.add("gateway.auth.mode", "\"none\" is only allowed with gateway.bind \"loopback\" (bind is %q); use token auth", bind)
 	}
-	type source struct{ key, env string }
-	secrets := map[string]source{"token": {"token", EnvToken}, "password": {"password", EnvPassword}}
-	for m, src := range secrets {
-		plainKey, hashKey := src.key, src.key+"Sha256"
+	for _, m := range []string{"token", "password"} {
+		if !modeOK || auth == nil {
+			break
+		}
+		env := EnvToken
+		if m == "password" {
+			env = EnvPassword
+		}
+		plainKey, hashKey := m, m+"Sha256"
 		var set []string
 		for _, k := range []string{plainKey, hashKey} {
 			if _, ok := auth[k]; ok {
@@ -473,21 +554,28 @@ func (v *validator) crossChecks(t map[string]any) {
 			}
 			continue
 		}
-		if v.getenv(src.env) != "" {
-			set = append(set, src.env)
+		if v.getenv(env) != "" {
+			set = append(set, env)
 		}
 		switch len(set) {
 		case 0:
-			v.add("gateway.auth", "%s mode needs a %s: set gateway.auth.%s (or gateway.auth.%s), or the %s environment variable", m, m, hashKey, plainKey, src.env)
+			v.add("gateway.auth", "%s mode needs a %s: set gateway.auth.%s (or gateway.auth.%s), or the %s environment variable", m, m, hashKey, plainKey, env)
 		case 1:
 		default:
-			v.add("gateway.auth", "set exactly one of %s, %s and the %s environment variable; found %s", plainKey, hashKey, src.env, strings.Join(set, " and "))
+			v.add("gateway.auth", "set exactly one of %s, %s and the %s environment variable; found %s", plainKey, hashKey, env, strings.Join(set, " and "))
 		}
 	}
-	reset := t["session"].(map[string]any)["reset"].(map[string]any)
+	reset := subMap(subMap(t, "session"), "reset")
 	if _, has := reset["idleMinutes"]; !has && reset["mode"] == "idle" {
 		v.add("session.reset.idleMinutes", "is required when session.reset.mode is \"idle\"")
 	}
+}
+
+// subMap returns m[k] when it is an object, else nil (reads of a nil map are
+// fine, so callers need no checks).
+func subMap(m map[string]any, k string) map[string]any {
+	sub, _ := m[k].(map[string]any)
+	return sub
 }
 
 // got renders a rejected value for a message. Secrets are never echoed.
@@ -508,8 +596,15 @@ func (v *validator) got(n *node, x any) string {
 			return "a number"
 		}
 		return string(x)
-	case float64: // NaN and Infinity literals
-		return strconv.FormatFloat(x, 'g', -1, 64)
+	case float64: // NaN and Infinity literals, named as the file spells them
+		switch {
+		case math.IsNaN(x):
+			return "NaN"
+		case x > 0:
+			return "Infinity"
+		default:
+			return "-Infinity"
+		}
 	case []any:
 		return "a list"
 	case map[string]any:

@@ -222,8 +222,11 @@ func (c *conn) grantedScopes() []string {
 func (c *conn) rememberDevice() {
 	now := c.s.opts.Now().UnixMilli()
 	p := c.params
+	// Store the key in one canonical form (raw, base64url) whatever the
+	// client sent; it verified a moment ago, so it parses.
+	pub, _ := auth.ParsePublicKey(p.Device.PublicKey)
 	err := c.s.devices.Remember(context.Background(), auth.Device{
-		ID: c.deviceID, PublicKey: p.Device.PublicKey, ClientID: p.Client.ID, ClientMode: p.Client.Mode,
+		ID: c.deviceID, PublicKey: protocol.EncodeBase64URL(pub), ClientID: p.Client.ID, ClientMode: p.Client.Mode,
 		Platform: p.Client.Platform, DeviceFamily: p.Client.DeviceFamily, DisplayName: p.Client.DisplayName,
 		Role: c.role, Scopes: c.grantedScopes(), FirstSeenMs: now, LastSeenMs: now,
 	})

@@ -150,6 +150,7 @@ func newConfigGenerateCmd() *cobra.Command {
 	f.StringSliceVar(&o.TrustedProxies, "trusted-proxy", []string{"127.0.0.1"}, "proxy whose X-Forwarded-For is trusted (repeatable)")
 	f.StringSliceVar(&o.AllowedOrigins, "allowed-origin", nil, "extra browser origin allowed to connect (repeatable)")
 	f.StringVar(&o.ExecSecurity, "exec-security", "full", "exec tool policy: deny, allowlist or full")
+	f.StringSliceVar(&o.ExecAllowlist, "exec-allow", nil, "command allowed with --exec-security allowlist (repeatable)")
 	f.StringVar(&o.ResetMode, "reset-mode", "daily", "session reset: daily, idle or off")
 	f.IntVar(&resetAtHour, "reset-at-hour", 4, "hour (0-23, Koi's local time) of the daily reset")
 	f.IntVar(&o.ResetIdleMinutes, "reset-idle-minutes", 0, "reset a session after this many idle minutes (0 = unset)")
