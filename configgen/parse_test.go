@@ -88,7 +88,7 @@ func TestParseInvalid(t *testing.T) {
 		{"password in token mode", `{gateway: {mode: "local", auth: {tokenSha256: "$H", passwordSha256: "$H"}}}`, nil,
 			[]string{`gateway.auth.passwordSha256: only used when gateway.auth.mode is "password" (mode is "token")`}},
 		{"rateLimit maxAttempts", `{gateway: {mode: "local", auth: {tokenSha256: "$H", rateLimit: {maxAttempts: 0}}}}`, nil,
-			[]string{`gateway.auth.rateLimit.maxAttempts: must be an integer of at least 1, got 0`}},
+			[]string{`gateway.auth.rateLimit.maxAttempts: must be an integer from 1 to 10000, got 0`}},
 		{"rateLimit windowMs", `{gateway: {mode: "local", auth: {tokenSha256: "$H", rateLimit: {windowMs: 999}}}}`, nil,
 			[]string{`gateway.auth.rateLimit.windowMs: must be an integer from 1000 to 86400000, got 999`}},
 		{"rateLimit lockoutMs", `{gateway: {mode: "local", auth: {tokenSha256: "$H", rateLimit: {lockoutMs: -1}}}}`, nil,

@@ -353,4 +353,3 @@ func unmarshal[T any](t testing.TB, raw json.RawMessage) T {
 	}
 	return v
 }
-
