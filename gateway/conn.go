@@ -45,7 +45,7 @@ type conn struct {
 	method   string
 
 	qmu      sync.Mutex
-	queue    [][]byte
+	queue    []outFrame
 	queued   int
 	seq      uint64
 	closing  bool // no more frames accepted
@@ -177,8 +177,8 @@ func (c *conn) sendEvent(name string, payload json.RawMessage, sv *protocol.Stat
 		c.qmu.Unlock()
 		return
 	}
-	frame := encodeEvent(name, payload, c.seq+1, sv)
-	if c.queued+len(frame) > c.s.opts.MaxBufferedBytes {
+	frame := eventFrame(name, payload, c.seq+1, sv)
+	if c.queued+frame.size() > c.s.opts.MaxBufferedBytes {
 		c.qmu.Unlock()
 		if droppable {
 			return
@@ -191,29 +191,40 @@ func (c *conn) sendEvent(name string, payload json.RawMessage, sv *protocol.Stat
 	// tick leaves no gap.
 	c.seq++
 	c.queue = append(c.queue, frame)
-	c.queued += len(frame)
+	c.queued += frame.size()
 	c.qmu.Unlock()
 	c.signal()
 }
 
-func encodeEvent(name string, payload json.RawMessage, seq uint64, sv *protocol.StateVersion) []byte {
-	b := make([]byte, 0, len(payload)+96)
-	b = append(b, `{"type":"event","event":`...)
-	b = strconv.AppendQuote(b, name)
+// outFrame is one text frame written as head+body+tail. A broadcast shares
+// one encoded body among all recipients, so fanning a large event (presence
+// with many clients) out to N connections costs N small heads, not N copies.
+// Each connection still counts the full size against its own bound.
+type outFrame struct {
+	head, body, tail []byte
+}
+
+func (f outFrame) size() int { return len(f.head) + len(f.body) + len(f.tail) }
+
+func eventFrame(name string, payload json.RawMessage, seq uint64, sv *protocol.StateVersion) outFrame {
+	head := make([]byte, 0, 48+len(name))
+	head = append(head, `{"type":"event","event":`...)
+	head = strconv.AppendQuote(head, name)
 	if len(payload) > 0 {
-		b = append(b, `,"payload":`...)
-		b = append(b, payload...)
+		head = append(head, `,"payload":`...)
 	}
-	b = append(b, `,"seq":`...)
-	b = strconv.AppendUint(b, seq, 10)
+	tail := make([]byte, 0, 80)
+	tail = append(tail, `,"seq":`...)
+	tail = strconv.AppendUint(tail, seq, 10)
 	if sv != nil {
-		b = append(b, `,"stateVersion":{"presence":`...)
-		b = strconv.AppendUint(b, sv.Presence, 10)
-		b = append(b, `,"health":`...)
-		b = strconv.AppendUint(b, sv.Health, 10)
-		b = append(b, '}')
+		tail = append(tail, `,"stateVersion":{"presence":`...)
+		tail = strconv.AppendUint(tail, sv.Presence, 10)
+		tail = append(tail, `,"health":`...)
+		tail = strconv.AppendUint(tail, sv.Health, 10)
+		tail = append(tail, '}')
 	}
-	return append(b, '}')
+	tail = append(tail, '}')
+	return outFrame{head: head, body: payload, tail: tail}
 }
 
 // enqueue adds a frame unless the queue is closing or full.
@@ -227,7 +238,7 @@ func (c *conn) enqueue(b []byte) bool {
 		c.qmu.Unlock()
 		return false
 	}
-	c.queue = append(c.queue, b)
+	c.queue = append(c.queue, outFrame{body: b})
 	c.queued += len(b)
 	c.qmu.Unlock()
 	c.signal()
@@ -289,12 +300,12 @@ func (c *conn) writer() {
 			c.qmu.Unlock()
 			for _, f := range batch {
 				_ = c.ws.SetWriteDeadline(time.Now().Add(writeWait))
-				if err := c.ws.WriteMessage(websocket.TextMessage, f); err != nil {
+				if err := c.write(f); err != nil {
 					c.abort()
 					return
 				}
 				c.qmu.Lock()
-				c.queued -= len(f)
+				c.queued -= f.size()
 				c.qmu.Unlock()
 			}
 			if closing {
@@ -309,6 +320,19 @@ func (c *conn) writer() {
 			}
 		}
 	}
+}
+
+func (c *conn) write(f outFrame) error {
+	w, err := c.ws.NextWriter(websocket.TextMessage)
+	if err != nil {
+		return err
+	}
+	for _, part := range [][]byte{f.head, f.body, f.tail} {
+		if _, err := w.Write(part); err != nil {
+			return err
+		}
+	}
+	return w.Close()
 }
 
 // abort tears the socket down after a write failure; the reader then fails

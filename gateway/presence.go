@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/json"
 	"sort"
+	"time"
 
 	"github.com/skykoi/skykoi/gateway/protocol"
 	"github.com/skykoi/skykoi/internal/version"
@@ -18,7 +19,7 @@ func (s *Server) register(c *conn, reqID string) {
 	hello := s.helloOKLocked(c)
 	c.sendRes(reqID, hello)
 	s.mu.Unlock()
-	s.broadcastPresence()
+	s.presenceChanged()
 }
 
 // unregister drops c; others see a presence event.
@@ -31,9 +32,38 @@ func (s *Server) unregister(c *conn) {
 	}
 	s.mu.Unlock()
 	if was {
-		s.broadcastPresence()
+		s.presenceChanged()
 		s.log.Info("client disconnected", "conn", c.id, "ip", c.ip, "client", c.params.Client.ID)
 	}
+}
+
+// presenceCoalesce bounds presence broadcasts to about one per window. Each
+// carries the whole list, so a burst of N connects would otherwise send N
+// events of N entries to N clients: O(N³) bytes. The first change goes out at
+// once; changes inside the window are folded into one trailing broadcast.
+const presenceCoalesce = 250 * time.Millisecond
+
+func (s *Server) presenceChanged() {
+	s.mu.Lock()
+	if s.presenceTimer != nil {
+		s.mu.Unlock() // the scheduled broadcast will carry this change
+		return
+	}
+	since := time.Since(s.presenceSent)
+	if since >= presenceCoalesce {
+		s.presenceSent = time.Now()
+		s.mu.Unlock()
+		s.broadcastPresence()
+		return
+	}
+	s.presenceTimer = time.AfterFunc(presenceCoalesce-since, func() {
+		s.mu.Lock()
+		s.presenceTimer = nil
+		s.presenceSent = time.Now()
+		s.mu.Unlock()
+		s.broadcastPresence()
+	})
+	s.mu.Unlock()
 }
 
 func (s *Server) broadcastPresence() {

@@ -135,6 +135,9 @@ type Server struct {
 	presence  uint64 // stateVersion.presence
 	health    uint64 // stateVersion.health
 	lastOK    bool   // health ok at the last broadcast, to detect changes
+
+	presenceSent  time.Time   // last presence broadcast
+	presenceTimer *time.Timer // pending trailing presence broadcast
 	listeners []net.Listener
 	addr      net.Addr
 
