@@ -1,0 +1,123 @@
+package agent
+
+import (
+	"sync"
+	"time"
+)
+
+// Clock is the time source of the agent runtime; tests inject a fake one.
+type Clock interface {
+	Now() time.Time
+	AfterFunc(d time.Duration, f func()) Timer
+}
+
+// Timer is what AfterFunc returns.
+type Timer interface{ Stop() bool }
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                              { return time.Now() }
+func (realClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
+
+// RealClock returns the wall clock.
+func RealClock() Clock { return realClock{} }
+
+// coalescer turns a stream of text deltas into at most one emission per
+// interval: the first delta goes out at once (leading edge), later ones
+// accumulate and go out when the interval has passed (trailing edge), and
+// Flush sends whatever is pending immediately (before a tool event, the end
+// of a run, a final or an error), so nothing is lost or reordered.
+type coalescer struct {
+	interval time.Duration
+	clock    Clock
+	emit     func(delta string) // called without c.mu held, in order
+
+	mu       sync.Mutex
+	emitMu   sync.Mutex // keeps emissions in order between timer and caller
+	pending  []byte
+	lastSent time.Time
+	timer    Timer
+	closed   bool
+}
+
+func newCoalescer(interval time.Duration, clock Clock, emit func(string)) *coalescer {
+	return &coalescer{interval: interval, clock: clock, emit: emit}
+}
+
+// Add queues delta and emits now if the interval allows.
+func (c *coalescer) Add(delta string) {
+	if delta == "" {
+		return
+	}
+	c.emitMu.Lock()
+	defer c.emitMu.Unlock()
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.pending = append(c.pending, delta...)
+	now := c.clock.Now()
+	if c.lastSent.IsZero() || now.Sub(c.lastSent) >= c.interval {
+		out := c.take(now)
+		c.mu.Unlock()
+		c.emit(out)
+		return
+	}
+	if c.timer == nil {
+		c.timer = c.clock.AfterFunc(c.interval-now.Sub(c.lastSent), c.onTimer)
+	}
+	c.mu.Unlock()
+}
+
+// take returns the pending text and marks it sent; c.mu is held.
+func (c *coalescer) take(now time.Time) string {
+	out := string(c.pending)
+	c.pending = c.pending[:0]
+	c.lastSent = now
+	if c.timer != nil {
+		c.timer.Stop()
+		c.timer = nil
+	}
+	return out
+}
+
+func (c *coalescer) onTimer() {
+	c.emitMu.Lock()
+	defer c.emitMu.Unlock()
+	c.mu.Lock()
+	c.timer = nil
+	if c.closed || len(c.pending) == 0 {
+		c.mu.Unlock()
+		return
+	}
+	out := c.take(c.clock.Now())
+	c.mu.Unlock()
+	c.emit(out)
+}
+
+// Flush emits pending text now.
+func (c *coalescer) Flush() {
+	c.emitMu.Lock()
+	defer c.emitMu.Unlock()
+	c.mu.Lock()
+	if len(c.pending) == 0 {
+		if c.timer != nil {
+			c.timer.Stop()
+			c.timer = nil
+		}
+		c.mu.Unlock()
+		return
+	}
+	out := c.take(c.clock.Now())
+	c.mu.Unlock()
+	c.emit(out)
+}
+
+// Close flushes and stops the coalescer; later Adds are ignored.
+func (c *coalescer) Close() {
+	c.Flush()
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+}
