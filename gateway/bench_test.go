@@ -106,4 +106,3 @@ func BenchmarkBroadcastFanout(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N*clients)/b.Elapsed().Seconds(), "deliveries/s")
 }
-

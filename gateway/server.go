@@ -130,16 +130,16 @@ type Server struct {
 	ready     atomic.Bool
 	draining  atomic.Bool
 
-	mu        sync.Mutex
-	conns     map[*conn]struct{}
-	presence  uint64 // stateVersion.presence
-	health    uint64 // stateVersion.health
-	lastOK    bool   // health ok at the last broadcast, to detect changes
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	presence uint64 // stateVersion.presence
+	health   uint64 // stateVersion.health
+	lastOK   bool   // health ok at the last broadcast, to detect changes
 
 	presenceSent  time.Time   // last presence broadcast
 	presenceTimer *time.Timer // pending trailing presence broadcast
-	listeners []net.Listener
-	addr      net.Addr
+	listeners     []net.Listener
+	addr          net.Addr
 
 	httpSrv  *http.Server
 	serveErr chan error     // a listener that failed for good
