@@ -1,0 +1,105 @@
+package tools
+
+import (
+	"encoding/json"
+	"fmt"
+	"os/user"
+	"strconv"
+	"strings"
+
+	"github.com/skykoi/skykoi/configgen"
+)
+
+// buildSpecs writes the tool descriptions once, from the effective settings,
+// so the model is told the real workspace, limits and exec rules.
+func (s *Set) buildSpecs() []Spec {
+	who := "the gateway's user"
+	if u, err := user.Current(); err == nil {
+		who = strconv.Quote(u.Username)
+	}
+	maxSec := int(s.timeout.Seconds())
+	pathDoc := fmt.Sprintf("File path. Relative paths are inside the workspace %s and may not leave it; absolute paths are used as given.", s.ws)
+	if s.restrict {
+		pathDoc = fmt.Sprintf("File path inside the workspace %s (relative, or absolute within it).", s.ws)
+	}
+
+	execDesc := fmt.Sprintf("Run a shell command with /bin/bash -c as %s, in the workspace %s unless workdir says otherwise. "+
+		"stdin is empty; stdout and stderr are combined. Output over %d characters keeps its start and end. "+
+		"The command and everything it starts are killed after timeoutSec (default and maximum %d). "+
+		"For servers, watchers and other long-running commands set background:true and follow them with the process tool.",
+		who, s.ws, s.maxOut, maxSec)
+	if s.security == SecurityAllowlist {
+		allowed := "none"
+		if len(s.allowlist) > 0 {
+			allowed = strings.Join(s.allowlist, ", ")
+		}
+		execDesc += fmt.Sprintf(" Only these programs may run: %s. Every command in a pipeline or list (|, &&, ||, ;) must be one of them, "+
+			"named exactly as listed; $(…), backticks, ( ) subshells, variable assignments and the env field are refused.", allowed)
+	}
+
+	all := map[string]struct {
+		desc   string
+		schema map[string]any
+	}{
+		"exec": {execDesc, object(map[string]any{
+			"command":    prop("string", "The shell command."),
+			"workdir":    prop("string", "Directory to run in; relative paths are inside the workspace."),
+			"env":        map[string]any{"type": "object", "additionalProperties": map[string]any{"type": "string"}, "description": "Extra environment variables."},
+			"timeoutSec": map[string]any{"type": "integer", "minimum": 1, "maximum": maxSec, "description": fmt.Sprintf("Kill the command after this many seconds (default %d).", maxSec)},
+			"background": prop("boolean", "Start it and return at once with a handle for the process tool."),
+		}, "command")},
+		"process": {"Follow commands started by exec with background:true: poll (running or exited, exit code), read (output from a byte offset; the reply says which offset to continue from), kill (the command and everything it started), list (all handles).",
+			object(map[string]any{
+				"action": map[string]any{"type": "string", "enum": []string{"poll", "read", "kill", "list"}},
+				"handle": prop("string", "The handle exec returned, e.g. \"bg1\"; not needed for list."),
+				"offset": map[string]any{"type": "integer", "minimum": 0, "description": "For read: the byte offset to read from (default 0)."},
+			}, "action")},
+		"read": {fmt.Sprintf("Read a text file. Returns up to %d characters; offset and limit pick lines for larger files, and the reply says where to continue. Refuses directories and binary files.", s.maxOut),
+			object(map[string]any{
+				"path":   prop("string", pathDoc),
+				"offset": map[string]any{"type": "integer", "minimum": 1, "description": "First line to show, counting from 1."},
+				"limit":  map[string]any{"type": "integer", "minimum": 1, "description": "How many lines to show."},
+			}, "path")},
+		"write": {fmt.Sprintf("Create or replace a whole file with content (at most %d bytes). Parent directories are created; an existing file keeps its permissions.", s.maxWrite),
+			object(map[string]any{
+				"path":    prop("string", pathDoc),
+				"content": prop("string", "The complete new content."),
+			}, "path", "content")},
+		"edit": {"Replace exact text in a file. oldText must match the file exactly (whitespace included) and occur once, unless replaceAll is true. Read the file first.",
+			object(map[string]any{
+				"path":       prop("string", pathDoc),
+				"oldText":    prop("string", "The exact text to replace."),
+				"newText":    prop("string", "The replacement (may be empty to delete)."),
+				"replaceAll": prop("boolean", "Replace every occurrence instead of requiring exactly one."),
+			}, "path", "oldText", "newText")},
+	}
+	var specs []Spec
+	for _, name := range configgen.ToolNames() {
+		d, ok := all[name]
+		if !ok || !s.enabled[name] {
+			continue
+		}
+		if (name == "exec" || name == "process") && s.security == SecurityDeny {
+			continue // see Specs
+		}
+		raw, err := json.Marshal(d.schema)
+		if err != nil {
+			panic(fmt.Sprintf("tools: encoding the %s schema: %v", name, err)) // static data: a bug, caught by tests
+		}
+		specs = append(specs, Spec{Name: name, Description: d.desc, InputSchema: raw})
+	}
+	return specs
+}
+
+func object(props map[string]any, required ...string) map[string]any {
+	return map[string]any{
+		"type":                 "object",
+		"properties":           props,
+		"required":             required,
+		"additionalProperties": false,
+	}
+}
+
+func prop(typ, desc string) map[string]any {
+	return map[string]any{"type": typ, "description": desc}
+}
