@@ -1,0 +1,150 @@
+package session
+
+import (
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+const (
+	// AgentID is the only agent a Koi has.
+	AgentID = "main"
+	// MainKey is the session every direct chat lands in by default.
+	MainKey = "agent:main:main"
+
+	keyPrefix = "agent:" + AgentID + ":"
+	// maxKeyLen bounds keys in bytes: they are stored in the index and echoed
+	// in every event, so a client must not be able to make them huge.
+	maxKeyLen = 256
+)
+
+// NormalizeKey returns the canonical form of a session key:
+//
+//	""                → "agent:main:main"
+//	"x" (short key)   → "agent:main:x"
+//	"agent:main:..."  → kept (the "agent:main:" prefix is matched case-insensitively)
+//	"agent:other:..." → ErrUnknownAgent
+//
+// Keys are opaque names, never paths (transcripts are named by sessionId), but
+// they are still refused when they hold control characters, "/", "\" or "..",
+// are not UTF-8, have an empty ":"-separated segment, or exceed 256 bytes,
+// so that no consumer is tempted into treating one as a path or a log line.
+func NormalizeKey(k string) (string, error) {
+	k = strings.TrimSpace(k)
+	if k == "" {
+		return MainKey, nil
+	}
+	full := keyPrefix + k
+	if len(k) >= len("agent:") && strings.EqualFold(k[:len("agent:")], "agent:") {
+		agent, rest, ok := strings.Cut(k[len("agent:"):], ":")
+		if !ok || agent == "" || rest == "" {
+			return "", fmt.Errorf("%w %q: want agent:main:<name> or a short name", ErrInvalidKey, k)
+		}
+		if !strings.EqualFold(agent, AgentID) {
+			return "", fmt.Errorf("%w %q in session key %q (this Koi has one agent, %q)", ErrUnknownAgent, agent, k, AgentID)
+		}
+		full = keyPrefix + rest
+	}
+	if err := checkKey(full); err != nil {
+		return "", err
+	}
+	return full, nil
+}
+
+func checkKey(full string) error {
+	if len(full) > maxKeyLen {
+		return fmt.Errorf("%w: longer than %d bytes", ErrInvalidKey, maxKeyLen)
+	}
+	if !utf8.ValidString(full) {
+		return fmt.Errorf("%w: not valid UTF-8", ErrInvalidKey)
+	}
+	for _, r := range full {
+		switch {
+		case unicode.IsControl(r):
+			return fmt.Errorf("%w %q: control character", ErrInvalidKey, full)
+		case r == '/' || r == '\\':
+			return fmt.Errorf("%w %q: %q is not allowed", ErrInvalidKey, full, r)
+		}
+	}
+	if strings.Contains(full, "..") {
+		return fmt.Errorf("%w %q: \"..\" is not allowed", ErrInvalidKey, full)
+	}
+	for _, seg := range strings.Split(full, ":") {
+		if strings.TrimSpace(seg) == "" {
+			return fmt.Errorf("%w %q: empty segment", ErrInvalidKey, full)
+		}
+	}
+	return nil
+}
+
+// DMPeer says where a direct message came from, for DMKey.
+type DMPeer struct {
+	Channel   string // e.g. "telegram", "webchat"; lower-cased
+	AccountID string // the channel account that received it; "" means "default"; lower-cased
+	PeerID    string // the sender's id on that channel, kept as given
+}
+
+// DMKey maps a direct message to its session key under session.dmScope:
+//
+//	"main" (or "")               → agent:main:main (every DM shares one conversation)
+//	"per-peer"                   → agent:main:dm:<peer>
+//	"per-channel-peer"           → agent:main:<channel>:dm:<peer>
+//	"per-account-channel-peer"   → agent:main:<channel>:<account>:dm:<peer>
+//
+// Channel and account may not contain ":" (they would shift the key's
+// segments); the peer id is the last segment, so ids like "@u:matrix.org" work.
+func DMKey(scope string, p DMPeer) (string, error) {
+	channel := strings.ToLower(strings.TrimSpace(p.Channel))
+	account := strings.ToLower(strings.TrimSpace(p.AccountID))
+	peer := strings.TrimSpace(p.PeerID)
+	if account == "" {
+		account = "default"
+	}
+	need := func(name, v string) error {
+		if v == "" {
+			return fmt.Errorf("%w: dmScope %q needs a %s", ErrInvalidKey, scope, name)
+		}
+		if name != "peer id" && strings.Contains(v, ":") {
+			return fmt.Errorf("%w: %s %q contains \":\"", ErrInvalidKey, name, v)
+		}
+		return nil
+	}
+	var k string
+	switch scope {
+	case "", "main":
+		return MainKey, nil
+	case "per-peer":
+		if err := need("peer id", peer); err != nil {
+			return "", err
+		}
+		k = keyPrefix + "dm:" + peer
+	case "per-channel-peer":
+		for _, c := range [][2]string{{"channel", channel}, {"peer id", peer}} {
+			if err := need(c[0], c[1]); err != nil {
+				return "", err
+			}
+		}
+		k = keyPrefix + channel + ":dm:" + peer
+	case "per-account-channel-peer":
+		for _, c := range [][2]string{{"channel", channel}, {"account id", account}, {"peer id", peer}} {
+			if err := need(c[0], c[1]); err != nil {
+				return "", err
+			}
+		}
+		k = keyPrefix + channel + ":" + account + ":dm:" + peer
+	default:
+		return "", fmt.Errorf("%w: unknown dmScope %q", ErrInvalidKey, scope)
+	}
+	return NormalizeKey(k)
+}
+
+// KeyKind classifies a normalized key for sessions.list's "kind": group and
+// channel conversations ("...:group:..." / "...:channel:...") are "group",
+// everything else is "direct".
+func KeyKind(key string) string {
+	if strings.Contains(key, ":group:") || strings.Contains(key, ":channel:") {
+		return "group"
+	}
+	return "direct"
+}
