@@ -211,6 +211,14 @@ func (s *Server) applyConfig(cfg configgen.Config, commit func() error) (map[str
 	}
 	s.live.Store(lc)
 	s.opts.LogLevel.Set(ParseLevel(cfg.Logging.Level))
+	if s.parts != nil {
+		if err := s.rebuildAgentParts(cfg); err != nil {
+			s.log.Error("applying the agent config", "err", err)
+		}
+		if err := s.sessions.SetResetPolicy(cfg.Session.Reset); err != nil {
+			s.log.Error("applying the session reset policy", "err", err)
+		}
+	}
 	if nl != nil {
 		s.mu.Lock()
 		olds := s.listeners

@@ -100,8 +100,7 @@ func (s *Server) healthSnapshot() Health {
 	return s.healthLocked()
 }
 
-// healthLocked assembles health; s.mu is held. Sessions and runs are empty
-// until the agent runtime registers them.
+// healthLocked assembles health; s.mu is held.
 func (s *Server) healthLocked() Health {
 	start := time.Now()
 	now := s.opts.Now()
@@ -116,6 +115,15 @@ func (s *Server) healthLocked() Health {
 		Sessions:    HealthSessions{Recent: []RecentSession{}},
 		Connections: len(s.conns),
 	}
+	if s.sessions != nil {
+		h.Sessions.Count = s.sessions.Count()
+		for _, e := range s.sessions.Recent(5) {
+			h.Sessions.Recent = append(h.Sessions.Recent, RecentSession{Key: e.Key, UpdatedAt: e.UpdatedAt})
+		}
+	}
+	if s.runtime != nil {
+		h.Runs.Active, _ = s.runtime.Counts()
+	}
 	h.DurationMs = time.Since(start).Milliseconds()
 	return h
 }
@@ -129,6 +137,8 @@ func (s *Server) mStatus(*call) (any, *protocol.Error) {
 	if a, ok := s.Addr().(*net.TCPAddr); ok {
 		port = a.Port // the bound port, which differs when tests listen on :0
 	}
+	active, queued := s.runtime.Counts()
+	usage := s.sessions.Usage(30)
 	return map[string]any{
 		"ok": true,
 		"ts": s.opts.Now().UnixMilli(),
@@ -136,9 +146,9 @@ func (s *Server) mStatus(*call) (any, *protocol.Error) {
 			"mode": g.Mode, "bind": g.Bind, "port": port, "authMode": g.Auth.Mode,
 			"startedAt": s.startedAt.UnixMilli(),
 		},
-		"sessions": map[string]any{"count": 0},
-		"runs":     map[string]any{"active": 0, "queued": 0},
-		"usage":    map[string]any{"inputTokens": 0, "outputTokens": 0},
+		"sessions": map[string]any{"count": s.sessions.Count()},
+		"runs":     map[string]any{"active": active, "queued": queued},
+		"usage":    map[string]any{"inputTokens": usage.Totals.InputTokens, "outputTokens": usage.Totals.OutputTokens},
 	}, nil
 }
 

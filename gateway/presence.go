@@ -130,5 +130,6 @@ func eventNames() []string {
 	return []string{
 		protocol.EventConnectChallenge, protocol.EventTick, protocol.EventPresence,
 		protocol.EventHealth, protocol.EventShutdown,
+		protocol.EventAgent, protocol.EventChat, protocol.EventSessionsChanged,
 	}
 }

@@ -19,9 +19,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/skykoi/skykoi/configgen"
+	"github.com/skykoi/skykoi/gateway/agent"
 	"github.com/skykoi/skykoi/gateway/auth"
 	"github.com/skykoi/skykoi/gateway/protocol"
+	"github.com/skykoi/skykoi/gateway/session"
 	"github.com/skykoi/skykoi/internal/sdnotify"
 	"github.com/skykoi/skykoi/internal/version"
 )
@@ -65,6 +68,12 @@ type Options struct {
 	Notifier sdnotify.Notifier
 	// Hostname is reported in hello-ok and presence (os.Hostname).
 	Hostname string
+	// AWSCredentials replaces the SDK's default credential chain (tests).
+	AWSCredentials aws.CredentialsProvider
+	// ModelBackoff is the base retry backoff for Bedrock (default 500 ms).
+	ModelBackoff time.Duration
+	// AgentClock drives run timers (delta coalescing); default wall clock.
+	AgentClock agent.Clock
 }
 
 func (o *Options) setDefaults() error {
@@ -120,6 +129,10 @@ type Server struct {
 	log     *slog.Logger
 	methods map[string]method
 	devices *auth.DeviceStore
+
+	sessions *session.Store
+	runtime  *agent.Runtime
+	parts    *agentParts
 
 	// live is what a reload swaps: the config and everything derived from it.
 	live atomic.Pointer[liveConfig]
@@ -182,7 +195,13 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening device store: %w", err)
 	}
+	if err := s.setupAgent(opts.Config); err != nil {
+		return nil, err
+	}
 	s.methods = s.coreMethods()
+	for name, m := range s.agentMethods() {
+		s.methods[name] = m
+	}
 	return s, nil
 }
 
@@ -312,11 +331,14 @@ func (s *Server) drain() {
 
 	s.broadcast(protocol.EventShutdown, protocol.Shutdown{Reason: "gateway stopping"}, nil, false)
 
+	// Runs first (they may be what in-flight agent requests wait for), then
+	// the requests themselves.
+	s.drainRuns()
 	done := make(chan struct{})
 	go func() { s.inflight.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(s.opts.DrainTimeout):
+	case <-time.After(5 * time.Second):
 		s.log.Warn("drain timeout: closing with requests still in flight")
 	}
 	for _, c := range s.connList() {

@@ -1,0 +1,171 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"sync"
+
+	"github.com/skykoi/skykoi/configgen"
+	"github.com/skykoi/skykoi/gateway/agent"
+	"github.com/skykoi/skykoi/gateway/bedrock"
+	"github.com/skykoi/skykoi/gateway/protocol"
+	"github.com/skykoi/skykoi/gateway/session"
+	"github.com/skykoi/skykoi/gateway/tools"
+)
+
+// agentParts are the agent's dependencies that a reload may rebuild.
+type agentParts struct {
+	mu       sync.Mutex
+	provider *bedrock.Provider
+	provKey  string                // region|endpoint the provider was built for
+	toolSets map[string]*tools.Set // by exec security (sessions may override it)
+	toolsKey string                // the tools config the sets were built for
+}
+
+// setupAgent opens the session store and builds the runtime. Nothing here
+// contacts AWS: credentials are resolved on the first model call, so a
+// gateway without them still starts and says why when a run needs them.
+func (s *Server) setupAgent(cfg configgen.Config) error {
+	store, err := session.Open(session.Options{
+		Dir:    filepath.Join(s.opts.StateDir, "sessions"),
+		Reset:  cfg.Session.Reset,
+		Now:    s.opts.Now,
+		Logger: s.log.With("component", "sessions"),
+	})
+	if err != nil {
+		return fmt.Errorf("opening the session store: %w", err)
+	}
+	s.sessions = store
+	s.parts = &agentParts{toolSets: map[string]*tools.Set{}}
+	if err := s.rebuildAgentParts(cfg); err != nil {
+		return err
+	}
+	s.runtime = agent.New(agent.Options{
+		Sessions:  store,
+		ToolsFor:  func(sec string) (agent.Tools, error) { return s.toolSet(sec) },
+		Model:     modelOf{s},
+		Config:    s.cfg,
+		Emit:      s.emitAgentEvent,
+		Workspace: s.workspace(cfg),
+		Clock:     s.opts.AgentClock,
+		Logger:    s.log.With("component", "agent"),
+		NewID:     newID,
+	})
+	return nil
+}
+
+func (s *Server) workspace(cfg configgen.Config) string {
+	ws, err := configgen.ExpandHome(cfg.Agents.Defaults.Workspace)
+	if err != nil {
+		return cfg.Agents.Defaults.Workspace
+	}
+	return ws
+}
+
+// rebuildAgentParts (re)creates the Bedrock provider and the tool sets when
+// the config they depend on changed. Old tool sets are closed, which ends
+// their background commands.
+func (s *Server) rebuildAgentParts(cfg configgen.Config) error {
+	p := s.parts
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	br := cfg.Models.Providers.AmazonBedrock
+	if key := br.Region + "|" + br.Endpoint; p.provider == nil || key != p.provKey {
+		prov, err := bedrock.New(context.Background(), bedrock.Options{
+			Region: br.Region, Endpoint: br.Endpoint, Credentials: s.opts.AWSCredentials,
+			Logger: s.log.With("component", "bedrock"), Getenv: s.opts.Getenv,
+			BaseBackoff: s.opts.ModelBackoff,
+		})
+		if err != nil {
+			return fmt.Errorf("setting up Amazon Bedrock: %w", err)
+		}
+		p.provider, p.provKey = prov, key
+	}
+	raw, _ := json.Marshal(struct {
+		T configgen.Tools
+		W string
+	}{cfg.Tools, s.workspace(cfg)})
+	if string(raw) != p.toolsKey {
+		for _, set := range p.toolSets {
+			_ = set.Close()
+		}
+		p.toolSets = map[string]*tools.Set{}
+		p.toolsKey = string(raw)
+	}
+	return nil
+}
+
+// toolSet returns the tool set for an exec security level, building it on
+// first use. The config's own level is the default; sessions.patch may set
+// another for one session.
+func (s *Server) toolSet(security string) (*tools.Set, error) {
+	cfg := s.cfg()
+	if security == "" {
+		security = cfg.Tools.Exec.Security
+	}
+	p := s.parts
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if set, ok := p.toolSets[security]; ok {
+		return set, nil
+	}
+	ex := cfg.Tools.Exec
+	ex.Security = security
+	set, err := tools.New(tools.Options{Workspace: s.workspace(cfg), Exec: ex, Allow: cfg.Tools.Allow,
+		Deny: cfg.Tools.Deny, Logger: s.log.With("component", "tools")})
+	if err != nil {
+		return nil, fmt.Errorf("setting up tools: %w", err)
+	}
+	p.toolSets[security] = set
+	return set, nil
+}
+
+// closeAgentParts ends background commands and closes the store (drain).
+func (s *Server) closeAgentParts() {
+	if s.parts != nil {
+		s.parts.mu.Lock()
+		for _, set := range s.parts.toolSets {
+			_ = set.Close()
+		}
+		s.parts.toolSets = map[string]*tools.Set{}
+		s.parts.mu.Unlock()
+	}
+	if s.sessions != nil {
+		if err := s.sessions.Close(); err != nil {
+			s.log.Error("closing the session store", "err", err)
+		}
+	}
+}
+
+// modelOf adapts the current provider to agent.Model, so a reload that
+// replaces the provider takes effect on the next model call.
+type modelOf struct{ s *Server }
+
+func (m modelOf) Stream(ctx context.Context, req bedrock.Request, on func(bedrock.Event)) (*bedrock.Response, error) {
+	m.s.parts.mu.Lock()
+	p := m.s.parts.provider
+	m.s.parts.mu.Unlock()
+	return p.Stream(ctx, req, on)
+}
+
+// emitAgentEvent broadcasts run events to every client with operator.read;
+// tool-stream events only to clients that declared the tool-events cap.
+func (s *Server) emitAgentEvent(event string, payload any, toolEvents bool) {
+	s.broadcast(event, payload, func(c *conn) bool {
+		return c.scopes[protocol.ScopeRead] && (!toolEvents || c.caps[protocol.CapToolEvents])
+	}, false)
+}
+
+// drainRuns waits up to DrainTimeout for runs, aborts the rest, then ends
+// background commands and closes the store.
+func (s *Server) drainRuns() {
+	if s.runtime == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.DrainTimeout)
+	defer cancel()
+	s.runtime.Shutdown(ctx)
+	s.closeAgentParts()
+}
