@@ -259,3 +259,18 @@ func TestNoCredentialsSaysHowToFix(t *testing.T) {
 		t.Fatalf("got %q %q", last.State, last.ErrorMessage)
 	}
 }
+
+// TestHealthSaysModelUnreachable: without credentials the gateway still
+// serves, and health says why runs will fail.
+func TestHealthSaysModelUnreachable(t *testing.T) {
+	ts, _ := agentServer(t, withOptions(func(o *Options) { o.AWSCredentials = noCreds{} }))
+	c, _ := dialConnected(t, ts)
+	var h Health
+	waitFor(t, "health to report the model", func() bool {
+		h = unmarshal[Health](t, c.call("health", nil).Payload)
+		return h.Model.Reachable != nil
+	})
+	if *h.Model.Reachable || !strings.Contains(h.Model.Error, "AWS_PROFILE") {
+		t.Errorf("model health %+v", h.Model)
+	}
+}

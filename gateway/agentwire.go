@@ -3,9 +3,11 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/skykoi/skykoi/configgen"
 	"github.com/skykoi/skykoi/gateway/agent"
@@ -147,7 +149,53 @@ func (m modelOf) Stream(ctx context.Context, req bedrock.Request, on func(bedroc
 	m.s.parts.mu.Lock()
 	p := m.s.parts.provider
 	m.s.parts.mu.Unlock()
-	return p.Stream(ctx, req, on)
+	resp, err := p.Stream(ctx, req, on)
+	var be *bedrock.Error
+	switch {
+	case err == nil:
+		m.s.setModelReachable(true, "")
+	case errors.As(err, &be) && (be.Kind == bedrock.NoCredentials || be.Kind == bedrock.AccessDenied || be.Kind == bedrock.ModelNotFound):
+		// Only failures a person must fix change the verdict; throttling
+		// and outages pass.
+		m.s.setModelReachable(false, be.Message)
+	}
+	return resp, err
+}
+
+// modelHealth is what health says about the model: unknown until a check or
+// a call tells.
+type modelHealth struct {
+	known     bool
+	reachable bool
+	reason    string
+}
+
+// setModelReachable records the model's state and broadcasts health when it
+// changed, so clients learn at once that runs will fail (or work again).
+func (s *Server) setModelReachable(ok bool, reason string) {
+	s.mu.Lock()
+	changed := !s.model.known || s.model.reachable != ok || s.model.reason != reason
+	s.model = modelHealth{known: true, reachable: ok, reason: reason}
+	s.mu.Unlock()
+	if changed {
+		if !ok {
+			s.log.Warn("the model is unreachable", "reason", reason)
+		}
+		s.broadcastHealth()
+	}
+}
+
+// checkModelCredentials runs once at start-up: without credentials every
+// run would fail, and health should say so before anyone tries.
+func (s *Server) checkModelCredentials(ctx context.Context) {
+	s.parts.mu.Lock()
+	p := s.parts.provider
+	s.parts.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := p.CheckCredentials(ctx); err != nil && ctx.Err() == nil {
+		s.setModelReachable(false, err.Error())
+	}
 }
 
 // emitAgentEvent broadcasts run events to every client with operator.read;

@@ -78,6 +78,8 @@ type HealthModel struct {
 	Primary   string `json:"primary"`
 	Provider  string `json:"provider"`
 	Reachable *bool  `json:"reachable,omitempty"`
+	// Error says why the model is unreachable and what to do.
+	Error string `json:"error,omitempty"`
 }
 
 type HealthSessions struct {
@@ -114,6 +116,11 @@ func (s *Server) healthLocked() Health {
 		Model:       HealthModel{Primary: cfg.Agents.Defaults.Model.Primary, Provider: provider},
 		Sessions:    HealthSessions{Recent: []RecentSession{}},
 		Connections: len(s.conns),
+	}
+	if s.model.known {
+		r := s.model.reachable
+		h.Model.Reachable = &r
+		h.Model.Error = s.model.reason
 	}
 	if s.sessions != nil {
 		h.Sessions.Count = s.sessions.Count()

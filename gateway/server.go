@@ -149,6 +149,7 @@ type Server struct {
 	health   uint64 // stateVersion.health
 	lastOK   bool   // health ok at the last broadcast, to detect changes
 
+	model         modelHealth // what health says about the model
 	presenceSent  time.Time   // last presence broadcast
 	presenceTimer *time.Timer // pending trailing presence broadcast
 	listeners     []net.Listener
@@ -275,7 +276,8 @@ func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var bg sync.WaitGroup
-	bg.Add(3)
+	bg.Add(4)
+	go func() { defer bg.Done(); s.checkModelCredentials(ctx) }()
 	go func() { defer bg.Done(); s.tickLoop(ctx) }()
 	go func() { defer bg.Done(); s.healthLoop(ctx) }()
 	go func() {

@@ -12,6 +12,7 @@ package bedrock
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -422,6 +423,21 @@ func (p *Provider) Ping(ctx context.Context, modelRef string) error {
 	})
 	if err != nil {
 		return p.classifier(modelRef).classify(ctx, err)
+	}
+	return nil
+}
+
+// CheckCredentials resolves credentials through the configured chain
+// without calling Bedrock, so a gateway can say at start-up, for free,
+// whether model calls can work at all. The error is an *Error of kind
+// NoCredentials saying how to fix it.
+func (p *Provider) CheckCredentials(ctx context.Context) error {
+	creds := p.client.Options().Credentials
+	if creds == nil {
+		return p.classifier("").noCredentials(errors.New("no credentials provider"), "no AWS credentials are configured")
+	}
+	if _, err := creds.Retrieve(ctx); err != nil {
+		return p.classifier("").classify(ctx, err)
 	}
 	return nil
 }

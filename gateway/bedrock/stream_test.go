@@ -1010,3 +1010,35 @@ func TestBareSDKWithFakeClient(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckCredentials(t *testing.T) {
+	tests := []struct {
+		name  string
+		creds aws.CredentialsProvider
+		ok    bool
+	}{
+		{"static credentials", credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "session"), true},
+		{"no credentials", aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+			return aws.Credentials{}, errors.New("nothing configured")
+		}), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := bedrock.New(context.Background(), bedrock.Options{Region: "us-east-1", Endpoint: "http://127.0.0.1:1", Credentials: tt.creds})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = p.CheckCredentials(context.Background())
+			if tt.ok {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			var be *bedrock.Error
+			if !errors.As(err, &be) || be.Kind != bedrock.NoCredentials || !strings.Contains(be.Message, "instance profile") {
+				t.Fatalf("got %v", err)
+			}
+		})
+	}
+}
