@@ -223,6 +223,7 @@ func TestIndexWriteFailsAfterAppend(t *testing.T) {
 	if err != nil || e.MessageCount != 1 {
 		t.Fatalf("Append = %+v, %v", e, err)
 	}
+	s.flushCaches("test") // what the deferred flush after an append does
 	if !contains(env.logs.String(), "index could not be written") {
 		t.Errorf("index failure not logged:\n%s", env.logs.String())
 	}

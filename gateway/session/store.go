@@ -141,6 +141,45 @@ type Store struct {
 	// one write (a write never goes back to an older state).
 	writeMu sync.Mutex
 	written uint64
+
+	// Appends leave the index and usage.json to a deferred flush: both are
+	// re-derived from the transcripts on open, so writing them with every
+	// message would only add two fsyncs (and a directory sync each) to the
+	// hot path. flushMu guards flushTimer; closed stops new timers.
+	flushMu    sync.Mutex
+	flushTimer *time.Timer
+	closed     bool
+}
+
+// appendFlushDelay bounds how stale the index and usage files may be on
+// disk after an append; a crash in that window loses nothing, because open
+// re-derives both from the transcripts.
+const appendFlushDelay = 500 * time.Millisecond
+
+// flushSoon schedules one deferred write of the index and usage files.
+func (s *Store) flushSoon() {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	if s.closed || s.flushTimer != nil {
+		return
+	}
+	s.flushTimer = time.AfterFunc(appendFlushDelay, func() {
+		s.flushMu.Lock()
+		s.flushTimer = nil
+		s.flushMu.Unlock()
+		s.flushCaches("after appends")
+	})
+}
+
+func (s *Store) flushCaches(why string) {
+	if err := s.persistIndex(nil); err != nil {
+		s.log.Warn("the session index could not be written; it is retried with the next change",
+			"when", why, "error", wrapDisk("writing the session index", s.dir, err))
+	}
+	if err := s.usage.flush(s.hooks.writeAtomic); err != nil {
+		s.log.Warn("usage could not be written; it is retried with the next change",
+			"when", why, "error", wrapDisk("recording usage", s.dir, err))
+	}
 }
 
 type sessionState struct {
@@ -224,6 +263,13 @@ func Open(o Options) (*Store, error) {
 // Close writes anything a failed write left only in memory. The Store must
 // not be used afterwards.
 func (s *Store) Close() error {
+	s.flushMu.Lock()
+	s.closed = true
+	if s.flushTimer != nil {
+		s.flushTimer.Stop()
+		s.flushTimer = nil
+	}
+	s.flushMu.Unlock()
 	return errors.Join(
 		wrapDisk("closing session store: writing the index", s.dir, s.persistIndex(nil)),
 		wrapDisk("closing session store: writing usage", s.dir, s.usage.flush(s.hooks.writeAtomic)),
@@ -554,16 +600,9 @@ func (s *Store) Append(key string, m Message) (Entry, error) {
 	s.usage.note(e.SessionID, end, &m, e.Model, s.loc)
 	st.mu.Unlock()
 
-	// Outside the session lock: both files are catch-up-able caches of the
-	// transcript, and concurrent appends may share one write.
-	if err := s.persistIndex(nil); err != nil {
-		s.log.Warn("message saved, but the session index could not be written; it is retried with the next change",
-			"error", wrapDisk("appending to session "+k, s.dir, err))
-	}
-	if err := s.usage.flush(s.hooks.writeAtomic); err != nil {
-		s.log.Warn("message saved, but usage could not be written; it is retried with the next change",
-			"error", wrapDisk("recording usage for "+k, s.dir, err))
-	}
+	// Both files are catch-up-able caches of the transcript: write them a
+	// little later, once for a burst of appends.
+	s.flushSoon()
 	return e, nil
 }
 

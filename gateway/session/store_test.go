@@ -224,6 +224,7 @@ func TestCrashBetweenAppendAndIndex(t *testing.T) {
 	e := mustResolve(t, s, "")
 	mustAppend(t, s, "", textMsg("user", "question"))
 	mustAppend(t, s, "", withUsage(textMsg("assistant", "answer one"), "m", 10, 1, 0, 0))
+	s.flushCaches("test") // the deferred index/usage write after these appends
 	oldIndex := readFile(t, filepath.Join(env.dir, indexName))
 	oldUsage := readFile(t, filepath.Join(env.dir, usageName))
 	want := mustAppend(t, s, "", withUsage(textMsg("assistant", "answer two"), "m", 20, 2, 3, 4))
