@@ -74,6 +74,6 @@ func newRoot(io stdio) *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
 	})
-	root.AddCommand(newVersionCmd(), newConfigCmd(), newGatewayCmd(), newCallCmd())
+	root.AddCommand(newVersionCmd(), newConfigCmd(), newGatewayCmd(), newCallCmd(), newChatCmd())
 	return root
 }
