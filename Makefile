@@ -6,9 +6,9 @@ COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/internal/version.Commit=$(COMMIT)
 
 # Debian packages the tests drive for real, as command:package pairs.
-DEB_TOOLS := nginx:nginx-light cloud-init:cloud-init shellcheck:shellcheck
+DEB_TOOLS := nginx:nginx-light cloud-init:cloud-init shellcheck:shellcheck chromium:chromium
 
-.PHONY: all build deps test vet fuzz dist clean
+.PHONY: all build deps test vet fuzz soak dist clean
 
 all: build
 
@@ -46,6 +46,12 @@ fuzz:
 	  echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
 	  $(GO) test "$$pkg" -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) || exit 1; \
 	done
+
+# soak runs the real gateway under churn for SOAK_MINUTES (default 30);
+# not part of `make test`.
+SOAK_MINUTES ?= 30
+soak:
+	SOAK_MINUTES=$(SOAK_MINUTES) $(GO) test -tags soak ./soak -run TestSoak -timeout 0 -v
 
 dist:
 	GOOS=linux GOARCH=amd64 CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o dist/skykoi-linux-amd64 ./cmd/skykoi

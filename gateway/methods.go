@@ -3,7 +3,11 @@ package gateway
 import (
 	"encoding/json"
 	"net"
+	"os"
+	"runtime"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/skykoi/skykoi/configgen"
@@ -156,6 +160,7 @@ func (s *Server) mStatus(*call) (any, *protocol.Error) {
 		"sessions": map[string]any{"count": s.sessions.Count()},
 		"runs":     map[string]any{"active": active, "queued": queued},
 		"usage":    map[string]any{"inputTokens": usage.Totals.InputTokens, "outputTokens": usage.Totals.OutputTokens},
+		"process":  processStats(),
 	}, nil
 }
 
@@ -203,4 +208,22 @@ func (s *Server) mLogsTail(cl *call) (any, *protocol.Error) {
 
 func (s *Server) mConfigSchema(*call) (any, *protocol.Error) {
 	return map[string]any{"schema": json.RawMessage(configgen.SchemaJSON())}, nil
+}
+
+// processStats is what an operator (and the soak test) needs to see a leak
+// from outside: goroutines, heap in use and resident memory.
+func processStats() map[string]any {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	out := map[string]any{"goroutines": runtime.NumGoroutine(), "heapInuseBytes": ms.HeapInuse}
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				if kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64); err == nil {
+					out["rssBytes"] = kb * 1024
+				}
+			}
+		}
+	}
+	return out
 }

@@ -40,6 +40,7 @@ type Server struct {
 	fallback Reply
 	hasFall  bool
 	requests []Request
+	keep     int // KeepRequests; 0 = all
 	seq      int
 }
 
@@ -116,10 +117,21 @@ func (s *Server) Reset() {
 	s.requests = nil
 }
 
+// KeepRequests bounds the recorded requests to the last n (0 keeps all),
+// so a long soak does not hold every request body in memory.
+func (s *Server) KeepRequests(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.keep = n
+}
+
 func (s *Server) record(r Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.requests = append(s.requests, r)
+	if s.keep > 0 && len(s.requests) > s.keep {
+		s.requests = append([]Request(nil), s.requests[len(s.requests)-s.keep:]...)
+	}
 }
 
 // next picks the reply for req: the model's queue, then the AnyModel queue,
