@@ -11,13 +11,21 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/skykoi/skykoi/gateway/auth"
+	"github.com/skykoi/skykoi/gateway/webui"
 )
 
 func (s *Server) routes() http.Handler {
+	ui := webui.Handler()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// A WebSocket upgrade on any path opens a gateway connection.
 		if websocket.IsWebSocketUpgrade(r) {
 			s.serveWS(w, r)
+			return
+		}
+		// Read per request so a reload that turns the page off (or on)
+		// takes effect without a restart.
+		if s.live.Load().cfg.Gateway.ControlUI.Enabled && webui.Serves(r.URL.Path) {
+			ui.ServeHTTP(w, r)
 			return
 		}
 		switch r.URL.Path {
