@@ -32,6 +32,8 @@ func (s *Server) unregister(c *conn) {
 	}
 	s.mu.Unlock()
 	if was {
+		// A visit shorter than the idle check interval still counts.
+		s.idle.Load().Touch()
 		s.presenceChanged()
 		s.log.Info("client disconnected", "conn", c.id, "ip", c.ip, "client", c.params.Client.ID)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/skykoi/skykoi/configgen"
 	"github.com/skykoi/skykoi/gateway/agent"
 	"github.com/skykoi/skykoi/gateway/auth"
+	"github.com/skykoi/skykoi/gateway/idle"
 	"github.com/skykoi/skykoi/gateway/protocol"
 	"github.com/skykoi/skykoi/gateway/session"
 	"github.com/skykoi/skykoi/internal/sdnotify"
@@ -74,6 +75,11 @@ type Options struct {
 	ModelBackoff time.Duration
 	// AgentClock drives run timers (delta coalescing); default wall clock.
 	AgentClock agent.Clock
+	// Idle stop: IMDSEndpoint and EC2Endpoint override the AWS endpoints,
+	// IdleClock and IdleCheckEvery the watcher's timing (tests).
+	IMDSEndpoint, EC2Endpoint string
+	IdleClock                 idle.Clock
+	IdleCheckEvery            time.Duration
 }
 
 func (o *Options) setDefaults() error {
@@ -159,6 +165,8 @@ type Server struct {
 	serveErr chan error     // a listener that failed for good
 	inflight sync.WaitGroup // requests being handled
 	connWG   sync.WaitGroup // connection goroutines
+
+	idle atomic.Pointer[idle.Watcher] // nil when idle stop is off or not on EC2
 
 	untrustedLogged sync.Map // peer IP → struct{}: forwarding headers ignored
 	untrustedCount  atomic.Int64
@@ -276,8 +284,9 @@ func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var bg sync.WaitGroup
-	bg.Add(4)
+	bg.Add(5)
 	go func() { defer bg.Done(); s.checkModelCredentials(ctx) }()
+	go func() { defer bg.Done(); s.runIdleStop(ctx) }()
 	go func() { defer bg.Done(); s.tickLoop(ctx) }()
 	go func() { defer bg.Done(); s.healthLoop(ctx) }()
 	go func() {
@@ -412,4 +421,36 @@ func newID() string {
 	b[8] = b[8]&0x3f | 0x80
 	h := hex.EncodeToString(b[:])
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// runIdleStop starts the idle-stop watcher when gateway.idle.stopAfterMinutes
+// is set and the gateway runs on EC2; it finds the instance over IMDSv2,
+// which may take a second off EC2, so it runs beside start-up, not in it.
+func (s *Server) runIdleStop(ctx context.Context) {
+	cfg := s.cfg()
+	w, err := idle.Setup(ctx, idle.SetupOptions{
+		StopAfter: time.Duration(cfg.Gateway.Idle.StopAfterMinutes) * time.Minute,
+		Activity: func() (int, int) {
+			s.mu.Lock()
+			conns := len(s.conns)
+			s.mu.Unlock()
+			active, queued := s.runtime.Counts()
+			return conns, active + queued
+		},
+		Logger:       s.log.With("component", "idle"),
+		IMDSEndpoint: s.opts.IMDSEndpoint,
+		EC2Endpoint:  s.opts.EC2Endpoint,
+		Credentials:  s.opts.AWSCredentials,
+		Clock:        s.opts.IdleClock,
+		CheckEvery:   s.opts.IdleCheckEvery,
+	})
+	if err != nil {
+		s.log.Error("idle stop is off", "err", err)
+		return
+	}
+	if w == nil {
+		return
+	}
+	s.idle.Store(w)
+	_ = w.Run(ctx)
 }
