@@ -6,7 +6,7 @@ COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/internal/version.Commit=$(COMMIT)
 
 # Debian packages the tests drive for real, as command:package pairs.
-DEB_TOOLS := nginx:nginx-light cloud-init:cloud-init shellcheck:shellcheck chromium:chromium
+DEB_TOOLS := nginx:nginx-light cloud-init:cloud-init shellcheck:shellcheck chromium:chromium curl:curl openssl:openssl
 
 .PHONY: all build deps test vet fuzz soak dist clean
 

@@ -75,6 +75,7 @@ func newRoot(io stdio) *cobra.Command {
 		return usageError{fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())}
 	})
 	root.AddCommand(newVersionCmd(), newConfigCmd(), newGatewayCmd(), newCallCmd(), newChatCmd())
+	root.AddCommand(newUserdataCmd())
 	root.AddCommand(newKoiCmd())
 	return root
 }
