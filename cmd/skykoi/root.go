@@ -76,6 +76,7 @@ func newRoot(io stdio) *cobra.Command {
 	})
 	root.AddCommand(newVersionCmd(), newConfigCmd(), newGatewayCmd(), newCallCmd(), newChatCmd())
 	root.AddCommand(newUserdataCmd())
+	root.AddCommand(newLocalCmd(), newBenchCmd())
 	root.AddCommand(newKoiCmd())
 	return root
 }

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/skykoi/skykoi/configgen"
+	"github.com/skykoi/skykoi/gateway"
+	"github.com/skykoi/skykoi/gateway/bedrock/bedrocktest"
+)
+
+// benchGateway starts an in-process gateway with a fake Bedrock and returns
+// its ws URL and a token file.
+func benchGateway(t *testing.T) (string, string) {
+	t.Helper()
+	fake := bedrocktest.NewServer()
+	t.Cleanup(fake.Close)
+	fake.SetDefault(bedrocktest.Reply{bedrocktest.TextDeltas(50, "tok ")})
+	dir := t.TempDir()
+	const token = "bench-cmd-token-0123456789abcdefghijklmnopqrstuvwxyz"
+	cfgJSON := `{gateway: {mode: "local", auth: {tokenSha256: "` + configgen.HashSecret(token) + `"}},
+		agents: {defaults: {workspace: "` + filepath.Join(dir, "koi") + `"}},
+		models: {providers: {"amazon-bedrock": {region: "us-east-1", endpoint: "` + fake.URL() + `"}}}}`
+	path := filepath.Join(dir, "skykoi.json")
+	if err := os.WriteFile(path, []byte(cfgJSON), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := configgen.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := gateway.New(gateway.Options{Config: cfg, ConfigPath: path, Addr: "127.0.0.1:0",
+		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		AWSCredentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "session")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = srv.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	for srv.Addr() == nil || !srv.Ready() {
+		time.Sleep(2 * time.Millisecond)
+	}
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return "ws://" + srv.Addr().String() + "/", tokenFile
+}
+
+func TestBenchCommand(t *testing.T) {
+	url, tokenFile := benchGateway(t)
+	tests := []struct {
+		mode string
+		n    string
+		want []string // metric names that must be present and positive
+	}{
+		{"handshake", "20", []string{"handshake_p50_ms", "handshake_p99_ms"}},
+		{"rtt", "50", []string{"rtt_p50_ms", "rtt_p99_ms"}},
+		{"clients", "30", []string{"rss_after_mb", "gateway_connections"}},
+		{"stream", "3", []string{"first_delta_p50_ms", "run_p50_ms", "events_per_s"}},
+		{"fanout", "5", []string{"run_s", "events_delivered"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.mode, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := run(context.Background(), []string{"bench", tt.mode, "--url", url, "--token-file", tokenFile, "-n", tt.n, "--json"},
+				stdio{in: strings.NewReader(""), out: &out, err: &errb})
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errb.String())
+			}
+			var res benchResult
+			if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+				t.Fatalf("output %q: %v", out.String(), err)
+			}
+			for _, m := range tt.want {
+				if res.Metrics[m] <= 0 {
+					t.Errorf("metric %s = %v in %+v", m, res.Metrics[m], res.Metrics)
+				}
+			}
+			if tt.mode == "clients" && res.Metrics["gateway_connections"] != 30 {
+				t.Errorf("gateway saw %v connections, want 30", res.Metrics["gateway_connections"])
+			}
+		})
+	}
+	var errb bytes.Buffer
+	if code := run(context.Background(), []string{"bench", "nope", "--url", url, "--token-file", tokenFile}, stdio{in: strings.NewReader(""), out: &errb, err: &errb}); code != 2 {
+		t.Errorf("unknown mode: exit %d", code)
+	}
+}

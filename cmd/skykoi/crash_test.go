@@ -1,0 +1,112 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/skykoi/skykoi/configgen"
+	"github.com/skykoi/skykoi/gateway/bedrock/bedrocktest"
+)
+
+// TestKillNineMidRunThenRestart: the daemon dies by SIGKILL while a tool
+// runs, between two transcript appends. After a restart the history holds
+// everything written before the kill, and the next turn works: the
+// unanswered tool call is sent to the model with an "interrupted" result.
+func TestKillNineMidRunThenRestart(t *testing.T) {
+	fake := bedrocktest.NewServer()
+	defer fake.Close()
+	fake.Enqueue("*", bedrocktest.Reply{bedrocktest.Text("Running it."), bedrocktest.ToolUse("t1", "exec", `{"command":"sleep 10"}`), bedrocktest.Stop("tool_use")})
+	fake.Enqueue("*", bedrocktest.Reply{bedrocktest.Text("Back after the crash.")})
+
+	const token = "crash-test-token-0123456789abcdefghijklmnopqrs"
+	dir := t.TempDir()
+	port := freeTCPPort(t)
+	cfgPath := filepath.Join(dir, "skykoi.json")
+	cfg := fmt.Sprintf(`{gateway: {mode: "local", port: %d, auth: {tokenSha256: %q}},
+		agents: {defaults: {workspace: %q}}, tools: {exec: {security: "full"}},
+		models: {providers: {"amazon-bedrock": {region: "us-east-1", endpoint: %q}}}}`,
+		port, configgen.HashSecret(token), filepath.Join(dir, "koi"), fake.URL())
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := func() *exec.Cmd {
+		cmd := exec.Command(binary, "gateway", "run", "--config", cfgPath)
+		cmd.Env = append(os.Environ(), "HOME="+dir, "AWS_ACCESS_KEY_ID=AKIDTEST", "AWS_SECRET_ACCESS_KEY=secret", "AWS_EC2_METADATA_DISABLED=true")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		waitReady(t, port)
+		return cmd
+	}
+	gw := start()
+	ws := dialWithToken(t, port, token)
+	send := func(ws *websocket.Conn, msg, key string) {
+		_ = ws.WriteJSON(map[string]any{"type": "req", "id": key, "method": "chat.send",
+			"params": map[string]any{"sessionKey": "main", "message": msg, "idempotencyKey": key}})
+	}
+	send(ws, "run something long", "k1")
+	// Wait for the tool to start: its event means the assistant's tool call is on disk.
+	readUntil(t, ws, `"stream":"tool"`)
+	if err := gw.Process.Kill(); err != nil { // SIGKILL: no drain, no flush
+		t.Fatal(err)
+	}
+	_ = gw.Wait()
+	ws.Close()
+
+	start()
+	ws2 := dialWithToken(t, port, token)
+	_ = ws2.WriteJSON(map[string]any{"type": "req", "id": "h", "method": "chat.history", "params": map[string]any{"sessionKey": "main"}})
+	hist := readUntil(t, ws2, `"id":"h"`)
+	for _, want := range []string{"run something long", "Running it.", `"type":"toolCall"`} {
+		if !strings.Contains(hist, want) {
+			t.Errorf("history after kill -9 lacks %s: %s", want, hist)
+		}
+	}
+	send(ws2, "are you there?", "k2")
+	final := readUntil(t, ws2, `"state":"final"`)
+	if !strings.Contains(final, "Back after the crash.") {
+		t.Fatalf("next turn: %s", final)
+	}
+	reqs := fake.Requests()
+	body := string(reqs[len(reqs)-1].Body)
+	if !strings.Contains(body, "interrupted") || !strings.Contains(body, `"toolUseId":"t1"`) {
+		t.Errorf("the model did not get an interrupted result for the dangling tool call: %s", body)
+	}
+}
+
+func dialWithToken(t *testing.T, port int, token string) *websocket.Conn {
+	t.Helper()
+	ws, _, err := websocket.DefaultDialer.Dial(fmt.Sprintf("ws://127.0.0.1:%d/", port), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f map[string]any
+	_ = ws.ReadJSON(&f)
+	_ = ws.WriteJSON(map[string]any{"type": "req", "id": "c", "method": "connect", "params": map[string]any{
+		"minProtocol": 3, "maxProtocol": 4, "auth": map[string]any{"token": token}, "caps": []string{"tool-events"},
+		"client": map[string]any{"id": "t", "version": "1", "platform": "linux", "mode": "test"}}})
+	readUntil(t, ws, `"id":"c"`)
+	return ws
+}
+
+// readUntil returns the first frame containing sub.
+func readUntil(t *testing.T, ws *websocket.Conn, sub string) string {
+	t.Helper()
+	for {
+		_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+		_, data, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatalf("waiting for %s: %v", sub, err)
+		}
+		if strings.Contains(string(data), sub) {
+			return string(data)
+		}
+	}
+}
