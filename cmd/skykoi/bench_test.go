@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"testing"
 	"time"
 
@@ -27,6 +28,7 @@ func BenchmarkDaemon(b *testing.B) {
 	dir := b.TempDir()
 	var startMs, idleMB []float64
 	var connsMB float64
+	var handshakes []time.Duration
 	for i := 0; i < b.N; i++ {
 		port := freeTCPPort(b)
 		cfgPath := filepath.Join(dir, fmt.Sprintf("skykoi-%d.json", i))
@@ -74,6 +76,13 @@ func BenchmarkDaemon(b *testing.B) {
 			}
 			time.Sleep(200 * time.Millisecond)
 			connsMB = rssMB(b, cmd.Process.Pid)
+			// Handshake latency with the 1,000 connections open.
+			for j := 0; j < 300; j++ {
+				start := time.Now()
+				ws := dialAuthed(b, port, token)
+				handshakes = append(handshakes, time.Since(start))
+				ws.Close()
+			}
 			b.Logf("rss with 1000 connections: %.1f MB", connsMB)
 			for _, ws := range conns {
 				ws.Close()
@@ -85,6 +94,11 @@ func BenchmarkDaemon(b *testing.B) {
 	b.ReportMetric(median(startMs), "start-ms")
 	b.ReportMetric(median(idleMB), "idle-RSS-MB")
 	b.ReportMetric(connsMB, "1000conns-RSS-MB")
+	if len(handshakes) > 0 {
+		sort.Slice(handshakes, func(i, j int) bool { return handshakes[i] < handshakes[j] })
+		b.ReportMetric(float64(handshakes[len(handshakes)/2].Microseconds())/1000, "handshake-p50-ms@1000")
+		b.ReportMetric(float64(handshakes[len(handshakes)*99/100].Microseconds())/1000, "handshake-p99-ms@1000")
+	}
 }
 
 func dialAuthed(b *testing.B, port int, token string) *websocket.Conn {
