@@ -76,7 +76,7 @@ func newRoot(io stdio) *cobra.Command {
 	})
 	root.AddCommand(newVersionCmd(), newConfigCmd(), newGatewayCmd(), newCallCmd(), newChatCmd())
 	root.AddCommand(newUserdataCmd())
-	root.AddCommand(newLocalCmd(), newBenchCmd())
+	root.AddCommand(newLocalCmd(), newBenchCmd(), newDoctorCmd())
 	root.AddCommand(newKoiCmd())
 	return root
 }

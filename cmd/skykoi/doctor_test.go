@@ -1,0 +1,85 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/skykoi/skykoi/configgen"
+	"github.com/skykoi/skykoi/gateway/bedrock/bedrocktest"
+)
+
+func TestDoctor(t *testing.T) {
+	fake := bedrocktest.NewServer()
+	defer fake.Close()
+	fake.SetDefault(bedrocktest.Reply{bedrocktest.Text("k")})
+	tests := []struct {
+		name     string
+		cfg      string // %d: port, %s: fake endpoint; "" writes no file
+		perm     os.FileMode
+		noCreds  bool
+		holdPort bool
+		wantCode int
+		want     []string
+	}{
+		{name: "healthy", cfg: `{gateway: {mode: "local", port: %d, auth: {tokenSha256: "` + configgen.HashSecret("t") + `"}},
+			agents: {defaults: {model: {primary: "amazon-bedrock/m1", fallbacks: ["amazon-bedrock/m2"]}}},
+			models: {providers: {"amazon-bedrock": {region: "eu-west-1", endpoint: "%s"}}}}`, perm: 0o600, wantCode: 0,
+			want: []string{"[ok  ] config:", "[ok  ] state dir permissions", "[ok  ] port:", "[ok  ] AWS region: eu-west-1 (models.providers.amazon-bedrock.region)",
+				"[ok  ] AWS credentials", "[ok  ] model amazon-bedrock/m1: answered", "[ok  ] model amazon-bedrock/m2: answered", "[ok  ] clock", "0 failed, 0 warnings"}},
+		{name: "invalid config", cfg: `{gateway: {mode: "remote", port: %d}} // %s`, perm: 0o600, wantCode: 1,
+			want: []string{"[FAIL] config:", `gateway.mode: must be "local", got "remote"`, "fix: edit the file"}},
+		{name: "missing config", wantCode: 1, want: []string{"does not exist", "fix: run `skykoi local`"}},
+		{name: "loose permissions, port taken, no credentials", cfg: `{gateway: {mode: "local", port: %d, auth: {tokenSha256: "` + configgen.HashSecret("t") + `"}},
+			models: {providers: {"amazon-bedrock": {region: "us-east-1", endpoint: "%s"}}}}`, perm: 0o644, noCreds: true, holdPort: true, wantCode: 1,
+			want: []string{"[WARN] state dir permissions", "chmod -R go-rwx", "[FAIL] port:", "taken by another program", "[FAIL] AWS credentials", "AWS_PROFILE"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			state := filepath.Join(dir, "state")
+			_ = os.MkdirAll(state, 0o700)
+			path := filepath.Join(state, "skykoi.json")
+			port := freeTCPPort(t)
+			if tt.holdPort {
+				l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer l.Close()
+			}
+			if tt.cfg != "" {
+				if err := os.WriteFile(path, []byte(fmt.Sprintf(tt.cfg, port, fake.URL())), tt.perm); err != nil {
+					t.Fatal(err)
+				}
+				_ = os.Chmod(path, tt.perm)
+			}
+			t.Setenv("HOME", dir)
+			t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+			t.Setenv("AWS_CONFIG_FILE", "/nonexistent")
+			t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+			if tt.noCreds {
+				t.Setenv("AWS_ACCESS_KEY_ID", "")
+				t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+			} else {
+				t.Setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
+				t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+			}
+			var out bytes.Buffer
+			code := run(context.Background(), []string{"doctor", "--config", path}, stdio{in: strings.NewReader(""), out: &out, err: &out})
+			if code != tt.wantCode {
+				t.Errorf("exit %d, want %d\n%s", code, tt.wantCode, out.String())
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("output lacks %q:\n%s", w, out.String())
+				}
+			}
+		})
+	}
+}
