@@ -220,6 +220,7 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 			Proxy:            http.ProxyFromEnvironment,
 			HandshakeTimeout: o.HandshakeTimeout,
 			TLSClientConfig:  tlsCfg,
+			NetDialContext:   o.NetDialContext,
 		},
 		done:  make(chan struct{}),
 		ready: make(chan struct{}),

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"runtime"
@@ -75,6 +77,9 @@ type Options struct {
 	// protocol.MaxProtocol.
 	MinProtocol int
 	MaxProtocol int
+	// NetDialContext replaces how the TCP connection is made (nil: the
+	// default dialer), e.g. to pick the local address.
+	NetDialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Backoff bounds the delay between reconnect attempts. Zero fields get
