@@ -78,5 +78,6 @@ func newRoot(io stdio) *cobra.Command {
 	root.AddCommand(newUserdataCmd())
 	root.AddCommand(newLocalCmd(), newBenchCmd(), newDoctorCmd())
 	root.AddCommand(newKoiCmd())
+	root.AddCommand(newTokenCmd())
 	return root
 }
