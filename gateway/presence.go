@@ -45,20 +45,30 @@ func (s *Server) unregister(c *conn) {
 // once; changes inside the window are folded into one trailing broadcast.
 const presenceCoalesce = 250 * time.Millisecond
 
+// presenceWindowLocked widens the window with the number of clients: one
+// broadcast costs N entries to N clients, so with many connections (a load
+// test, not one person's Koi) presence trades freshness for bandwidth,
+// keeping it near 30 MB/s at 1,000 clients instead of hundreds.
+func (s *Server) presenceWindowLocked() time.Duration {
+	n := len(s.conns)
+	return max(presenceCoalesce, time.Duration(n*n)*10*time.Microsecond)
+}
+
 func (s *Server) presenceChanged() {
 	s.mu.Lock()
 	if s.presenceTimer != nil {
 		s.mu.Unlock() // the scheduled broadcast will carry this change
 		return
 	}
+	window := s.presenceWindowLocked()
 	since := time.Since(s.presenceSent)
-	if since >= presenceCoalesce {
+	if since >= window {
 		s.presenceSent = time.Now()
 		s.mu.Unlock()
 		s.broadcastPresence()
 		return
 	}
-	s.presenceTimer = time.AfterFunc(presenceCoalesce-since, func() {
+	s.presenceTimer = time.AfterFunc(window-since, func() {
 		s.mu.Lock()
 		s.presenceTimer = nil
 		s.presenceSent = time.Now()
