@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -37,13 +38,25 @@ func TestStateDiskFullAndReadOnly(t *testing.T) {
 	disk := smallDisk(t, "512k")
 	ts, fake := agentServer(t, withOptions(func(o *Options) { o.StateDir = disk }))
 	fake.SetDefault(bedrocktest.Reply{bedrocktest.Text("recorded answer")})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("gateway log:\n%s", ts.logs.String())
+			buf := make([]byte, 1<<20)
+			t.Logf("goroutines:\n%s", buf[:runtime.Stack(buf, true)])
+		}
+	})
 	c, _ := dialConnected(t, ts)
 	turn := func(key string) chatEvent {
 		// The padding makes each append need fresh pages: a short line
 		// could still fit the last, partly used page of a full disk.
 		msg := "hello " + key + "\n" + strings.Repeat("pad ", 4096)
-		c.call("chat.send", map[string]any{"sessionKey": "main", "message": msg, "idempotencyKey": key})
-		return lastChat(t, c, key)
+		r := c.call("chat.send", map[string]any{"sessionKey": "main", "message": msg, "idempotencyKey": key})
+		if !r.OK {
+			t.Fatalf("chat.send %s: %+v", key, r.Error)
+		}
+		e := lastChat(t, c, key)
+		t.Logf("turn %s: %s %s", key, e.State, e.ErrorMessage)
+		return e
 	}
 	if e := turn("before"); e.State != "final" {
 		t.Fatalf("first turn: %+v", e)

@@ -143,6 +143,10 @@ type wsClient struct {
 	ws *websocket.Conn
 	mu sync.Mutex
 	n  int
+	// skipped holds frames readRes passed over while waiting for a
+	// response; later reads see them first, so an event that raced ahead of
+	// its request's response is not lost.
+	skipped []frame
 }
 
 func dialRaw(t testing.TB, url string, h http.Header) *wsClient {
@@ -174,6 +178,11 @@ type frame struct {
 // read returns the next frame, or the close error.
 func (c *wsClient) read() (frame, error) {
 	c.t.Helper()
+	if len(c.skipped) > 0 {
+		f := c.skipped[0]
+		c.skipped = c.skipped[1:]
+		return f, nil
+	}
 	_ = c.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
 	typ, data, err := c.ws.ReadMessage()
 	if err != nil {
@@ -201,11 +210,14 @@ func (c *wsClient) mustRead() frame {
 // readRes skips events until the response with id.
 func (c *wsClient) readRes(id string) frame {
 	c.t.Helper()
+	var passed []frame
+	defer func() { c.skipped = append(passed, c.skipped...) }()
 	for {
 		f := c.mustRead()
 		if f.Type == "res" && f.ID == id {
 			return f
 		}
+		passed = append(passed, f)
 	}
 }
 
