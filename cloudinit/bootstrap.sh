@@ -1,6 +1,8 @@
 #!/bin/bash
 # SkyKoi first boot: run once per instance by cloud-init (runcmd, after the
 # deferred write_files). Rendered by github.com/skykoi/skykoi/cloudinit.
+# "bootstrap announce" is what skykoi-console.service runs at every boot:
+# it repeats the console announcements and reports cloud-init's verdict.
 set -Eeuo pipefail
 shopt -s inherit_errexit nullglob dotglob
 # @SETTINGS@
@@ -14,6 +16,7 @@ shopt -s inherit_errexit nullglob dotglob
 : "${SKYKOI_CONSOLE:=/dev/ttyS0}"
 : "${SKYKOI_RETRIES:=8}"
 : "${SKYKOI_DEVICE_ATTEMPTS:=120}"
+: "${SKYKOI_CLOUD_INIT_WAIT:=600}"
 
 readonly ROOT=$SKYKOI_ROOT
 readonly KOI_USER=ubuntu
@@ -402,7 +405,7 @@ start_services() {
 	rm -f -- "$ROOT/etc/nginx/sites-enabled/default"
 	nginx -t -q || fail "nginx rejected its configuration"
 	systemctl daemon-reload
-	systemctl enable nginx.service skykoi-gateway.service
+	systemctl enable nginx.service skykoi-gateway.service skykoi-console.service
 	systemctl restart nginx.service || fail "nginx did not start; see journalctl -u nginx"
 	systemctl restart skykoi-gateway.service ||
 		fail "the gateway did not start; see journalctl -u skykoi-gateway"
@@ -423,6 +426,39 @@ run_step() {
 	"$2"
 }
 
+# report_cloud_init puts cloud-init's status on the console once cloud-init
+# has finished: a boot can go wrong in cloud-init's own modules (users,
+# write_files) while this script succeeds, and the console is where that
+# shows. It never fails the announcement, whose work is already done.
+report_cloud_init() {
+	local out rc=0 line
+	if ! command -v cloud-init >/dev/null; then
+		return 0
+	fi
+	out=$(timeout "$SKYKOI_CLOUD_INIT_WAIT" cloud-init status --wait --long 2>&1) || rc=$?
+	while IFS= read -r line; do
+		# --wait prints a dot per poll while it waits.
+		if [[ -n ${line//./} ]]; then
+			console "SKYKOI-CLOUD-INIT $line"
+		fi
+	done <<<"$out"
+	console "SKYKOI-CLOUD-INIT exit $rc"
+}
+
+# announce repeats the first boot's announcements from what that boot left:
+# the certificate nginx serves and the gateway's readiness.
+announce() {
+	local fp
+	trap 'on_error $? $LINENO "$BASH_COMMAND"' ERR
+	STEP=tls
+	fp=$(openssl x509 -noout -fingerprint -sha256 -in "$ROOT$TLS_DIR/skykoi.crt") ||
+		fail "cannot read the TLS certificate $TLS_DIR/skykoi.crt"
+	console "SKYKOI-TLS-SHA256 ${fp#*=}"
+	run_step ready wait_ready
+	console "SKYKOI-READY"
+	report_cloud_init
+}
+
 main() {
 	umask 077
 	WORK=$(mktemp -d)
@@ -436,6 +472,18 @@ main() {
 	run_step services start_services
 	run_step ready wait_ready
 	console "SKYKOI-READY"
+	# cloud-init finishes only after this script, so its verdict comes from
+	# the console unit, which waits for it. --no-block: this script is part
+	# of cloud-init's last stage and must not wait on anything behind it.
+	systemctl start --no-block skykoi-console.service ||
+		log "could not start skykoi-console.service; cloud-init's status will not be on the console"
 }
 
-main "$@"
+case ${1:-} in
+'') main ;;
+announce) announce ;;
+*)
+	log "usage: $0 [announce]"
+	exit 2
+	;;
+esac

@@ -227,6 +227,11 @@ fi`,
 	"nginx":      `if [[ -e $STUB_STATE/fail-nginx ]]; then echo "nginx: [emerg] bad config" >&2; exit 1; fi`,
 	"sleep":      ``,
 	"udevadm":    ``,
+	// cloud-init status --wait --long as 22.4 prints it: dots while it waits.
+	"cloud-init": `if [[ -e $STUB_STATE/cloud-init-error ]]; then
+  printf '..\nstatus: error\ntime: Tue, 24 Nov 2026 10:00:00 +0000\ndetail:\n(%s)\n' "'users-groups' failed"; exit 1
+fi
+printf '...\nstatus: done\ntime: Tue, 24 Nov 2026 10:00:00 +0000\ndetail:\nDataSourceEc2Local\n'`,
 }
 
 // bootRun is one run of the bootstrap script in its own root.
@@ -240,6 +245,9 @@ type bootRun struct {
 	parts          cloudinit.Parts
 	stdout, stderr string
 	code           int
+	// args are the script's arguments: none for the first boot, "announce"
+	// for the console unit.
+	args []string
 }
 
 // deviceLink names the by-id link the test attaches the volume under.
@@ -324,7 +332,7 @@ func (b *bootRun) stubDir() string {
 
 func (b *bootRun) run(env ...string) {
 	t := b.t
-	cmd := exec.Command(filepath.Join(b.root, "usr/local/lib/skykoi/bootstrap"))
+	cmd := exec.Command(filepath.Join(b.root, "usr/local/lib/skykoi/bootstrap"), b.args...)
 	cmd.Env = []string{
 		"PATH=" + b.stubDir() + ":" + os.Getenv("PATH"),
 		"HOME=" + b.state,
@@ -506,10 +514,11 @@ func TestBootstrapHappyPath(t *testing.T) {
 		"curl … --aws-sigv4 aws:amz:us-west-2:s3 … /skykoi-artifacts-123456789012/releases/v1.4.0/skykoi-linux-arm64",
 		"nginx -t",
 		"systemctl daemon-reload",
-		"systemctl enable nginx.service skykoi-gateway.service",
+		"systemctl enable nginx.service skykoi-gateway.service skykoi-console.service",
 		"systemctl restart nginx.service",
 		"systemctl restart skykoi-gateway.service",
 		"curl … /readyz",
+		"systemctl start --no-block skykoi-console.service",
 	)
 	if b.called("apt-get") {
 		t.Error("apt ran although nginx, curl and openssl are present")
@@ -839,4 +848,107 @@ func TestBootstrapFailures(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBootstrapAnnounce runs the console unit's mode: at a later boot it
+// announces from what the first boot left, and touches nothing else.
+func TestBootstrapAnnounce(t *testing.T) {
+	t.Parallel()
+	// A root as the first boot left it: the certificate where nginx reads it.
+	announceRun := func(t *testing.T) (*bootRun, []byte) {
+		b := newBootRun(t, virtioFull, nil)
+		b.args = []string{"announce"}
+		crtPEM, keyPEM := selfSigned(t)
+		writeTemp(t, b.root, "etc/skykoi/tls/skykoi.crt", crtPEM, 0o644)
+		writeTemp(t, b.root, "etc/skykoi/tls/skykoi.key", keyPEM, 0o600)
+		return b, crtPEM
+	}
+
+	t.Run("ready", func(t *testing.T) {
+		t.Parallel()
+		b, crtPEM := announceRun(t)
+		b.run()
+		if b.code != 0 {
+			t.Fatalf("announce exited %d; console:\n%s", b.code, b.consoleText())
+		}
+		want := []string{
+			"SKYKOI-TLS-SHA256 " + fingerprint(readCert(t, crtPEM).Raw),
+			"SKYKOI-READY",
+			"SKYKOI-CLOUD-INIT status: done",
+			"SKYKOI-CLOUD-INIT detail:",
+			"SKYKOI-CLOUD-INIT DataSourceEc2Local",
+			"SKYKOI-CLOUD-INIT exit 0",
+		}
+		lines := strings.Split(strings.TrimSpace(b.consoleText()), "\n")
+		for _, w := range want {
+			if !slices.Contains(lines, w) {
+				t.Errorf("console lacks %q:\n%s", w, b.consoleText())
+			}
+		}
+		if slices.IndexFunc(lines, func(l string) bool { return strings.Contains(l, "...") }) >= 0 {
+			t.Errorf("cloud-init's progress dots reached the console:\n%s", b.consoleText())
+		}
+		if i, j := slices.Index(lines, "SKYKOI-READY"), slices.Index(lines, "SKYKOI-CLOUD-INIT exit 0"); i > j {
+			t.Error("cloud-init's status came before the readiness")
+		}
+		b.inOrder("openssl x509 -noout -fingerprint -sha256", "curl … /readyz", "cloud-init status --wait --long")
+		for _, c := range []string{"mkfs", "mount", "blkid", "systemctl", "apt-get", "chown"} {
+			if b.called(c) {
+				t.Errorf("announce ran %s; it must only report", c)
+			}
+		}
+		if got := b.aws.log(); slices.ContainsFunc(got, func(r string) bool { return strings.Contains(r, "/latest/") }) {
+			t.Errorf("announce asked the metadata service: %v", got)
+		}
+	})
+
+	t.Run("cloud-init failed", func(t *testing.T) {
+		t.Parallel()
+		b, _ := announceRun(t)
+		writeTemp(t, b.state, "cloud-init-error", nil, 0o644)
+		b.run()
+		if b.code != 0 {
+			t.Fatalf("announce exited %d; a cloud-init error is reported, not a failure of the Koi", b.code)
+		}
+		c := b.consoleText()
+		for _, w := range []string{"SKYKOI-READY\n", "SKYKOI-CLOUD-INIT status: error\n", "SKYKOI-CLOUD-INIT exit 1\n"} {
+			if !strings.Contains(c, w) {
+				t.Errorf("console lacks %q:\n%s", w, c)
+			}
+		}
+	})
+
+	t.Run("gateway not ready", func(t *testing.T) {
+		t.Parallel()
+		b, _ := announceRun(t)
+		b.aws.neverReady = true
+		b.run()
+		b.failedAt("ready", "did not become ready")
+		if b.called("cloud-init") {
+			t.Error("reported cloud-init after a failure")
+		}
+	})
+
+	t.Run("no certificate", func(t *testing.T) {
+		t.Parallel()
+		b, _ := announceRun(t)
+		if err := os.Remove(b.path("etc/skykoi/tls/skykoi.crt")); err != nil {
+			t.Fatal(err)
+		}
+		b.run()
+		b.failedAt("tls", "cannot read the TLS certificate")
+	})
+
+	t.Run("unknown mode", func(t *testing.T) {
+		t.Parallel()
+		b, _ := announceRun(t)
+		b.args = []string{"announec"}
+		b.run()
+		if b.code != 2 || !strings.Contains(b.stderr, "usage") {
+			t.Fatalf("exit %d, stderr %q; want usage and 2", b.code, b.stderr)
+		}
+		if b.consoleText() != "" {
+			t.Errorf("a usage error reached the console: %q", b.consoleText())
+		}
+	})
 }

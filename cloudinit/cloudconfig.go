@@ -24,6 +24,7 @@ func cloudConfig(o Options, p Parts) ([]byte, error) {
 	files := []writeFile{
 		{path: sitePath, perm: "0644", content: p.NginxSite},
 		{path: unitPath, perm: "0644", content: p.Unit},
+		{path: consoleUnitPath, perm: "0644", content: p.ConsoleUnit},
 		{path: bootstrapBin, perm: "0755", content: p.Bootstrap},
 	}
 	for _, name := range sortedKeys(p.Seeds) {

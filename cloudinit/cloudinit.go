@@ -4,6 +4,9 @@
 // script mounts the data volume, makes the TLS certificate, installs the
 // gateway binary after checking its SHA-256, starts nginx and the gateway and
 // reports SKYKOI-READY (or SKYKOI-FAILED <step>: <reason>) on the console.
+// A second unit, skykoi-console.service, repeats the fingerprint and the
+// readiness on the console at every later boot (a stop and start runs no
+// cloud-init), and reports cloud-init's own verdict once it has finished.
 //
 // The output works with cloud-init 22.4 (Debian 12, where the VM test runs)
 // and with current cloud-init (Ubuntu 24.04 LTS, the Koi's image).
@@ -49,6 +52,13 @@ const (
 	sitePath     = "/etc/nginx/sites-available/skykoi"
 	seedDir      = "/var/lib/skykoi/seed"
 	bootstrapBin = "/usr/local/lib/skykoi/bootstrap"
+)
+
+// ConsoleUnitName is the unit that runs the bootstrap's announce mode at
+// every boot.
+const (
+	ConsoleUnitName = "skykoi-console.service"
+	consoleUnitPath = "/etc/systemd/system/" + ConsoleUnitName
 )
 
 // Artifact says where the gateway binary comes from: an S3 object, fetched
@@ -113,6 +123,7 @@ type Parts struct {
 	Config      []byte
 	NginxSite   []byte
 	Unit        []byte
+	ConsoleUnit []byte
 	Bootstrap   []byte
 	// Seeds are the workspace seed files by name.
 	Seeds map[string][]byte
@@ -318,6 +329,9 @@ func RenderParts(o Options) (Parts, error) {
 		return Parts{}, err
 	}
 	if p.Unit, err = systemdUnit(o); err != nil {
+		return Parts{}, err
+	}
+	if p.ConsoleUnit, err = consoleUnit(); err != nil {
 		return Parts{}, err
 	}
 	p.Bootstrap = bootstrapScript(o, port)

@@ -19,6 +19,7 @@ func TestGolden(t *testing.T) {
 	golden(t, "user-data.golden.yaml", p.CloudConfig)
 	golden(t, "nginx-site.golden.conf", p.NginxSite)
 	golden(t, "skykoi-gateway.golden.service", p.Unit)
+	golden(t, "skykoi-console.golden.service", p.ConsoleUnit)
 	golden(t, "bootstrap.golden.sh", p.Bootstrap)
 }
 
@@ -277,6 +278,7 @@ json.dump(doc, sys.stdout)`
 	want := map[string]string{
 		"/etc/nginx/sites-available/skykoi":          string(p.NginxSite),
 		"/etc/systemd/system/skykoi-gateway.service": string(p.Unit),
+		"/etc/systemd/system/skykoi-console.service": string(p.ConsoleUnit),
 		"/usr/local/lib/skykoi/bootstrap":            string(p.Bootstrap),
 		"/home/ubuntu/.skykoi/skykoi.json":           string(p.Config),
 	}

@@ -2,6 +2,7 @@ package cloudinit_test
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -92,6 +93,35 @@ func TestSystemdAnalyzeVerify(t *testing.T) {
 	if _, err := os.Stat(cloudinit.DefaultBinaryPath); errors.Is(err, os.ErrNotExist) {
 		if lines := verify(realistic()); len(lines) == 0 {
 			t.Fatal("systemd-analyze verify did not report a missing ExecStart binary")
+		}
+	}
+}
+
+func TestSystemdAnalyzeVerifyConsoleUnit(t *testing.T) {
+	analyze := requireTool(t, "systemd-analyze")
+	const script = "/usr/local/lib/skykoi/bootstrap"
+	verify := func(unit []byte) []string {
+		path := writeTemp(t, t.TempDir(), cloudinit.ConsoleUnitName, unit, 0o644)
+		out, _ := exec.Command(analyze, "verify", path).CombinedOutput()
+		var mine []string
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, cloudinit.ConsoleUnitName) {
+				mine = append(mine, line)
+			}
+		}
+		return mine
+	}
+	unit := renderParts(t, realistic()).ConsoleUnit
+	if !bytes.Contains(unit, []byte("ExecStart="+script+" announce\n")) {
+		t.Fatalf("the console unit does not run the bootstrap's announce mode:\n%s", unit)
+	}
+	// verify checks that ExecStart exists: point it at one that does.
+	if lines := verify(bytes.ReplaceAll(unit, []byte(script), []byte("/bin/true"))); len(lines) > 0 {
+		t.Fatalf("systemd-analyze verify complains about the console unit:\n%s", strings.Join(lines, "\n"))
+	}
+	if _, err := os.Stat(script); errors.Is(err, os.ErrNotExist) {
+		if lines := verify(unit); len(lines) == 0 {
+			t.Fatal("systemd-analyze verify did not report a missing ExecStart script")
 		}
 	}
 }

@@ -70,3 +70,44 @@ func systemdUnit(o Options) ([]byte, error) {
 	}
 	return b.Bytes(), nil
 }
+
+var consoleUnitTmpl = template.Must(template.New("console").Parse(`# SkyKoi console announcements. Written at first boot by cloud-init
+# (github.com/skykoi/skykoi/cloudinit); the bootstrap enables it.
+#
+# The bootstrap announces the TLS fingerprint and SKYKOI-READY on the first
+# boot only: after a stop and start cloud-init runs nothing, so this unit
+# repeats them at every boot for "skykoi koi wait". It also puts
+# cloud-init's verdict on the console once cloud-init has finished.
+[Unit]
+Description=SkyKoi console announcements (TLS fingerprint, readiness)
+Documentation=https://github.com/skykoi/skykoi
+After={{.Gateway}} nginx.service
+
+[Service]
+# exec, not oneshot: the announcer waits for cloud-init, which on Debian and
+# Ubuntu runs its last stage after multi-user.target; a oneshot would hold
+# that target back and wait for itself.
+Type=exec
+ExecStart={{.Bootstrap}} announce
+# Waits are bounded inside the script; this only stops a hung one.
+RuntimeMaxSec=900
+NoNewPrivileges=yes
+PrivateTmp=yes
+ProtectHome=read-only
+ProtectSystem=full
+
+[Install]
+WantedBy=multi-user.target
+`))
+
+func consoleUnit() ([]byte, error) {
+	var b bytes.Buffer
+	err := consoleUnitTmpl.Execute(&b, map[string]string{
+		"Gateway":   UnitName,
+		"Bootstrap": bootstrapBin,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cloudinit: rendering the console unit: %w", err)
+	}
+	return b.Bytes(), nil
+}
