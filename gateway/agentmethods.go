@@ -459,17 +459,23 @@ func (s *Server) mSessionsPatch(cl *call) (any, *protocol.Error) {
 	return map[string]any{"ok": true, "key": key, "entry": entry}, nil
 }
 
-func (s *Server) mSessionsReset(cl *call) (any, *protocol.Error) {
+// requiredKey reads the required, normalized "key" param of the
+// sessions.reset and sessions.delete methods.
+func requiredKey(cl *call) (string, *protocol.Error) {
 	var p struct {
 		Key *string `json:"key"`
 	}
 	if e := cl.params(&p); e != nil {
-		return nil, e
+		return "", e
 	}
 	if p.Key == nil {
-		return nil, invalid("invalid params: key is required")
+		return "", invalid("invalid params: key is required")
 	}
-	key, perr := sessionKey(*p.Key)
+	return sessionKey(*p.Key)
+}
+
+func (s *Server) mSessionsReset(cl *call) (any, *protocol.Error) {
+	key, perr := requiredKey(cl)
 	if perr != nil {
 		return nil, perr
 	}
@@ -483,16 +489,7 @@ func (s *Server) mSessionsReset(cl *call) (any, *protocol.Error) {
 }
 
 func (s *Server) mSessionsDelete(cl *call) (any, *protocol.Error) {
-	var p struct {
-		Key *string `json:"key"`
-	}
-	if e := cl.params(&p); e != nil {
-		return nil, e
-	}
-	if p.Key == nil {
-		return nil, invalid("invalid params: key is required")
-	}
-	key, perr := sessionKey(*p.Key)
+	key, perr := requiredKey(cl)
 	if perr != nil {
 		return nil, perr
 	}
