@@ -233,7 +233,7 @@ func TestChatDeltasCoalesced(t *testing.T) {
 		if e.State == "delta" {
 			deltas++
 			joined.WriteString(e.DeltaText)
-			if !strings.HasPrefix(e.Message.Content[0].Text, "") || e.Message.Content[0].Text != joined.String() {
+			if e.Message.Content[0].Text != joined.String() {
 				t.Fatalf("delta message is not the text so far")
 			}
 		}

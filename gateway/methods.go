@@ -3,15 +3,13 @@ package gateway
 import (
 	"encoding/json"
 	"net"
-	"os"
 	"runtime"
 	"sort"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/skykoi/skykoi/configgen"
 	"github.com/skykoi/skykoi/gateway/protocol"
+	"github.com/skykoi/skykoi/internal/procstat"
 	"github.com/skykoi/skykoi/internal/version"
 )
 
@@ -216,14 +214,8 @@ func processStats() map[string]any {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	out := map[string]any{"goroutines": runtime.NumGoroutine(), "heapInuseBytes": ms.HeapInuse}
-	if b, err := os.ReadFile("/proc/self/status"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-				if kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64); err == nil {
-					out["rssBytes"] = kb * 1024
-				}
-			}
-		}
+	if rss, ok := procstat.RSSBytes(0); ok {
+		out["rssBytes"] = rss
 	}
 	return out
 }

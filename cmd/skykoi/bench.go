@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -49,7 +48,7 @@ func newBenchCmd() *cobra.Command {
 			"The token comes from --token-file or SKYKOI_TOKEN.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			token, err := readToken(tokenFile)
+			token, err := gatewayToken(tokenFile)
 			if err != nil {
 				return err
 			}
@@ -92,22 +91,6 @@ func newBenchCmd() *cobra.Command {
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	f.DurationVar(&timeout, "timeout", 10*time.Minute, "give up after this long")
 	return c
-}
-
-// readToken reads the token from a file or SKYKOI_TOKEN; never a flag, so it
-// stays out of shell history and ps.
-func readToken(file string) (string, error) {
-	if file != "" {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return "", fmt.Errorf("reading the token file: %w", err)
-		}
-		return strings.TrimSpace(string(b)), nil
-	}
-	if t := os.Getenv("SKYKOI_TOKEN"); t != "" {
-		return t, nil
-	}
-	return "", usageError{errors.New("a token is required: --token-file FILE or SKYKOI_TOKEN")}
 }
 
 func percentiles(prefix string, d []time.Duration, m map[string]float64) {

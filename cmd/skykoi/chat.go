@@ -118,7 +118,7 @@ func newChatCmd() *cobra.Command {
 			if oneShot && strings.TrimSpace(message) == "" {
 				return usageError{errors.New("--message is empty")}
 			}
-			token, err := chatToken(tokenFile)
+			token, err := gatewayToken(tokenFile)
 			if err != nil {
 				return err
 			}
@@ -143,10 +143,10 @@ func newChatCmd() *cobra.Command {
 	return c
 }
 
-// chatToken reads the token from the file, else from $SKYKOI_TOKEN. Neither
+// gatewayToken reads the token from the file, else from $SKYKOI_TOKEN. Neither
 // is a usage error: every gateway reachable from elsewhere needs one, and a
 // refused handshake would only say "token missing" after a round trip.
-func chatToken(tokenFile string) (string, error) {
+func gatewayToken(tokenFile string) (string, error) {
 	if tokenFile != "" {
 		t, err := readSecretFile(tokenFile)
 		if err != nil {

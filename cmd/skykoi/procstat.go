@@ -1,8 +1,9 @@
 package main
 
 import (
+	"github.com/skykoi/skykoi/internal/procstat"
+
 	"bufio"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,19 +12,8 @@ import (
 
 // procRSSMB is VmRSS of pid in MB, 0 when it cannot be read.
 func procRSSMB(pid int) float64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return kb / 1024
-		}
-	}
-	return 0
+	b, _ := procstat.RSSBytes(pid)
+	return float64(b) / (1 << 20)
 }
 
 // pidListeningOn finds the process with a TCP socket listening on port, via
