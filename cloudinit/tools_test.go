@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -230,36 +229,10 @@ func TestNginxProxy(t *testing.T) {
 	o.ConfigOptions.Port = upstreamPort
 	o.ListenAddress, o.HTTPPort, o.HTTPSPort = "127.0.0.1", freePort(t), freePort(t)
 	e := newNginxEnv(t, o)
-	cmd := exec.Command(nginx, e.args()...)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
+	startProcess(t, exec.Command(nginx, e.args()...))
 	httpsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(o.HTTPSPort))
 	httpAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(o.HTTPPort))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", httpsAddr, time.Second)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(e.dir, "error.log"))
-			t.Fatalf("nginx did not listen on %s: %v\n%s", httpsAddr, err, log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitListening(t, httpsAddr, filepath.Join(e.dir, "error.log"))
 
 	client := func(minV, maxV uint16) *http.Client {
 		return &http.Client{
