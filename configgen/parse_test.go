@@ -329,3 +329,11 @@ func TestCloneIsDeep(t *testing.T) {
 		t.Error("Clone shares the allow list")
 	}
 }
+
+func TestProvisionedPathsAreSchemaKeys(t *testing.T) {
+	for _, p := range ProvisionedPaths {
+		if lookup(p) == nil {
+			t.Errorf("ProvisionedPaths has %q, which the schema does not define", p)
+		}
+	}
+}

@@ -60,14 +60,16 @@ func (e *Error) Error() string {
 // Load reads and validates the config file at path. A read failure is returned
 // as the OS error (wrapped); a bad file as *Error.
 func Load(path string) (Config, error) {
-	data, err := readLimited(path)
+	data, err := ReadFile(path)
 	if err != nil {
 		return Config{}, err
 	}
 	return Parse(data)
 }
 
-func readLimited(path string) ([]byte, error) {
+// ReadFile reads a config file no larger than MaxFileSize, without
+// validating it.
+func ReadFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)

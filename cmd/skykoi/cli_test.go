@@ -281,3 +281,104 @@ func TestVersion(t *testing.T) {
 		})
 	}
 }
+
+func TestConfigMerge(t *testing.T) {
+	generate := func(t *testing.T, args ...string) []byte {
+		t.Helper()
+		r := skykoi(t, "", nil, append([]string{"config", "generate", "-o", "-", "--token-sha256"}, args...)...)
+		if r.code != 0 {
+			t.Fatalf("generate: exit %d: %s", r.code, r.stderr)
+		}
+		return []byte(r.stdout)
+	}
+	oldHash, newHash := strings.Repeat("1", 64), strings.Repeat("2", 64)
+	first := generate(t, oldHash, "--idle-stop-minutes", "60")
+	// The person's edit on the running Koi: a comment and debug logging.
+	edited := bytes.Replace(first, []byte(`"level": "info"`), []byte(`"level": "debug" // chatty`), 1)
+	if bytes.Equal(edited, first) {
+		t.Fatal("the test's edit did not apply")
+	}
+
+	t.Run("new provisioned values apply, the edit stays", func(t *testing.T) {
+		dir := t.TempDir()
+		kept := writeFileIn(t, dir, "skykoi.json", edited, 0o640)
+		prov := writeFileIn(t, dir, "skykoi.json.provisioned", generate(t, newHash, "--model", "amazon-bedrock/us.anthropic.claude-opus-4-1-20250805-v1:0"), 0o600)
+		r := skykoi(t, "", nil, "config", "merge", "--from", prov, kept)
+		if r.code != 0 {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		want := kept + ": took gateway.auth.tokenSha256, gateway.idle.stopAfterMinutes, agents.defaults.model from " + prov + "; the previous file is " + kept + ".before-merge\n"
+		if r.stdout != want {
+			t.Errorf("stdout %q, want %q", r.stdout, want)
+		}
+		cfg, err := configgen.Load(kept)
+		if err != nil {
+			t.Fatalf("merged file: %v", err)
+		}
+		if cfg.Gateway.Auth.TokenSha256 != newHash || cfg.Logging.Level != "debug" || cfg.Gateway.Idle.StopAfterMinutes != 0 ||
+			cfg.Agents.Defaults.Model.Primary != "amazon-bedrock/us.anthropic.claude-opus-4-1-20250805-v1:0" {
+			t.Errorf("merged: token %s, level %s, idle %d, model %s", cfg.Gateway.Auth.TokenSha256, cfg.Logging.Level,
+				cfg.Gateway.Idle.StopAfterMinutes, cfg.Agents.Defaults.Model.Primary)
+		}
+		if fi, err := os.Stat(kept); err != nil || fi.Mode().Perm() != 0o640 {
+			t.Errorf("mode after the merge: %v %v, want 0640 kept", fi.Mode(), err)
+		}
+		if got, _ := os.ReadFile(kept + ".before-merge"); !bytes.Equal(got, edited) {
+			t.Errorf("the backup is not the file as it was:\n%s", got)
+		}
+	})
+
+	t.Run("nothing to take leaves the file alone", func(t *testing.T) {
+		dir := t.TempDir()
+		kept := writeFileIn(t, dir, "skykoi.json", edited, 0o600)
+		prov := writeFileIn(t, dir, "skykoi.json.provisioned", first, 0o600)
+		r := skykoi(t, "", nil, "config", "merge", "--from", prov, kept)
+		if r.code != 0 || r.stdout != kept+" already has the provisioned values\n" {
+			t.Errorf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+		}
+		if got, _ := os.ReadFile(kept); !bytes.Equal(got, edited) {
+			t.Error("the file changed")
+		}
+		if _, err := os.Stat(kept + ".before-merge"); !os.IsNotExist(err) {
+			t.Errorf("a backup was written: %v", err)
+		}
+	})
+
+	t.Run("an invalid result is refused and nothing is written", func(t *testing.T) {
+		dir := t.TempDir()
+		bad := bytes.Replace(edited, []byte(`"level": "debug"`), []byte(`"level": "loud"`), 1)
+		kept := writeFileIn(t, dir, "skykoi.json", bad, 0o600)
+		prov := writeFileIn(t, dir, "skykoi.json.provisioned", generate(t, newHash, "--idle-stop-minutes", "60"), 0o600)
+		r := skykoi(t, "", nil, "config", "merge", "--from", prov, kept)
+		if r.code != 78 {
+			t.Errorf("exit %d, want 78", r.code)
+		}
+		for _, want := range []string{"not merged: the merged config would be invalid (gateway.auth.tokenSha256 changed)", "logging.level: must be one of"} {
+			if !strings.Contains(r.stderr, want) {
+				t.Errorf("stderr %q does not say %q", r.stderr, want)
+			}
+		}
+		if got, _ := os.ReadFile(kept); !bytes.Equal(got, bad) {
+			t.Error("the file changed")
+		}
+	})
+
+	t.Run("usage", func(t *testing.T) {
+		r := skykoi(t, "", nil, "config", "merge", filepath.Join(t.TempDir(), "x.json"))
+		if r.code != 2 || !strings.Contains(r.stderr, "--from PROVISIONED is required") {
+			t.Errorf("exit %d, stderr %q", r.code, r.stderr)
+		}
+	})
+}
+
+func writeFileIn(t *testing.T, dir, name string, data []byte, perm os.FileMode) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, data, perm); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, perm); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/skykoi/skykoi/configgen"
 	"github.com/skykoi/skykoi/internal/atomicfile"
@@ -19,7 +20,7 @@ func newConfigCmd() *cobra.Command {
 		Use:   "config",
 		Short: "Validate, generate and describe skykoi.json",
 	}
-	c.AddCommand(newConfigValidateCmd(), newConfigGenerateCmd(), newConfigSchemaCmd())
+	c.AddCommand(newConfigValidateCmd(), newConfigGenerateCmd(), newConfigSchemaCmd(), newConfigMergeCmd())
 	return c
 }
 
@@ -173,4 +174,94 @@ func readSecret(r io.Reader) (string, error) {
 		return "", errors.New("stdin was empty")
 	}
 	return line, nil
+}
+
+func newConfigMergeCmd() *cobra.Command {
+	var from string
+	c := &cobra.Command{
+		Use:   "merge --from PROVISIONED [FILE]",
+		Short: "Take the provisioner's keys from a newly provisioned config into an existing one",
+		Long: "Take the keys the provisioner owns (" + strings.Join(configgen.ProvisionedPaths, ", ") + ")\n" +
+			"from PROVISIONED into FILE, keeping every other key of FILE as it is. A new\n" +
+			"instance runs this when its data volume already holds a config, so a new\n" +
+			"token, model list or idle setting applies while the person's edits stay.\n\n" +
+			"FILE is left byte for byte when nothing differs. Otherwise its previous\n" +
+			"content is saved as FILE.before-merge and FILE is rewritten atomically with\n" +
+			"its mode and owner kept. Exit status 78, FILE untouched, when the merged\n" +
+			"config would be invalid.",
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if from == "" {
+				return usageError{errors.New("--from PROVISIONED is required")}
+			}
+			flag := ""
+			if len(args) == 1 {
+				flag = args[0]
+			}
+			path, err := configgen.DefaultPath(flag, os.Getenv)
+			if err != nil {
+				return fmt.Errorf("finding the config file: %w", err)
+			}
+			return mergeConfigFile(path, from, c.OutOrStdout(), c.ErrOrStderr())
+		},
+	}
+	c.Flags().StringVar(&from, "from", "", "the newly provisioned config")
+	return c
+}
+
+func mergeConfigFile(path, from string, stdout, stderr io.Writer) error {
+	provisioned, err := configgen.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	kept, err := configgen.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	merged, changed, err := configgen.MergeProvisioned(kept, provisioned)
+	if err != nil {
+		var ce *configgen.Error
+		if errors.As(err, &ce) {
+			fmt.Fprintf(stderr, "%s: not merged: %s\n", path, strings.TrimSuffix(strings.TrimSuffix(err.Error(), ce.Error()), ": "))
+			return configLoadError(path, ce, stderr)
+		}
+		return fmt.Errorf("merging %s into %s: %w", from, path, err)
+	}
+	if len(changed) == 0 {
+		_, err := fmt.Fprintf(stdout, "%s already has the provisioned values\n", path)
+		return err
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("reading the mode of %s: %w", path, err)
+	}
+	backup := path + ".before-merge"
+	if err := atomicfile.Write(backup, kept, 0o600); err != nil {
+		return fmt.Errorf("saving %s before the merge: %w", path, err)
+	}
+	if err := keepOwner(backup, fi); err != nil {
+		return err
+	}
+	if err := atomicfile.Write(path, merged, fi.Mode().Perm()); err != nil {
+		return fmt.Errorf("writing the merged %s: %w", path, err)
+	}
+	if err := keepOwner(path, fi); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "%s: took %s from %s; the previous file is %s\n",
+		path, strings.Join(changed, ", "), from, backup)
+	return err
+}
+
+// keepOwner gives a rewritten file the owner the original had: the bootstrap
+// merges as root into a file the gateway's user must keep owning.
+func keepOwner(path string, orig os.FileInfo) error {
+	st, ok := orig.Sys().(*syscall.Stat_t)
+	if !ok || os.Geteuid() != 0 {
+		return nil
+	}
+	if err := os.Lchown(path, int(st.Uid), int(st.Gid)); err != nil {
+		return fmt.Errorf("keeping the owner of %s: %w", path, err)
+	}
+	return nil
 }
