@@ -34,6 +34,7 @@ STEP=start
 WORK=
 DEVICE=
 IMDS_TOKEN=
+KEPT_CONFIG=
 AWS_KEY_ID=
 AWS_SECRET=
 AWS_TOKEN=
@@ -216,13 +217,15 @@ link_dir() {
 
 # adopt_config keeps a config already on the data volume: it carries the
 # person's edits, which a new instance must not undo. The provisioned one
-# stays beside it for comparison.
+# stays beside it; merge_config takes the provisioner's keys from it once the
+# binary that knows how is installed.
 adopt_config() {
 	local provisioned=$STATE/skykoi.json kept=$DATA_STATE/skykoi.json
 	if [[ ! -L $STATE && -f $provisioned ]]; then
 		if [[ -e $kept ]]; then
 			log "keeping the config on the data volume; the provisioned one is $kept.provisioned"
 			mv -f -- "$provisioned" "$kept.provisioned"
+			KEPT_CONFIG=1
 		else
 			mv -- "$provisioned" "$kept"
 		fi
@@ -398,6 +401,19 @@ install_binary() {
 	mv -f -- "$ROOT$BINARY_PATH.new" "$ROOT$BINARY_PATH"
 }
 
+# merge_config applies what `pulumi up` changed (token, models, idle stop,
+# region, port) to a kept config: the IAM policy and the person's client
+# already follow the new values. Every other key stays as the person left it,
+# and the file is rewritten only when a value differs.
+merge_config() {
+	local kept=$DATA_STATE/skykoi.json
+	if [[ $KEPT_CONFIG != 1 ]]; then
+		return 0
+	fi
+	"$ROOT$BINARY_PATH" config merge --from "$kept.provisioned" "$kept" ||
+		fail "the config on the data volume cannot take the provisioned values (problems above); fix $kept, then run: sudo $BINARY_PATH config merge --from $kept.provisioned $kept && sudo systemctl restart skykoi-gateway"
+}
+
 start_services() {
 	mkdir -p -- "$ROOT/etc/nginx/sites-enabled"
 	ln -sfn /etc/nginx/sites-available/skykoi "$ROOT/etc/nginx/sites-enabled/skykoi"
@@ -469,6 +485,7 @@ main() {
 	run_step state prepare_state
 	run_step tls ensure_certificate
 	run_step binary install_binary
+	run_step config merge_config
 	run_step services start_services
 	run_step ready wait_ready
 	console "SKYKOI-READY"

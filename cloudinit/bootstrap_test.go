@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/skykoi/skykoi/cloudinit"
+	"github.com/skykoi/skykoi/configgen"
 )
 
 // The bootstrap script runs here for real, in a temp dir standing in for /
@@ -523,6 +524,9 @@ func TestBootstrapHappyPath(t *testing.T) {
 	if b.called("apt-get") {
 		t.Error("apt ran although nginx, curl and openssl are present")
 	}
+	if b.called("skykoi config merge") {
+		t.Error("a first boot merged configs; there was nothing to merge into")
+	}
 	if len(b.aws.s3Errs) > 0 {
 		t.Errorf("S3 rejected the request: %v", b.aws.s3Errs)
 	}
@@ -686,6 +690,12 @@ func TestBootstrapKeepsDataVolumeState(t *testing.T) {
 
 	b.run()
 	b.succeeded()
+	b.inOrder(
+		"chown -R ubuntu:ubuntu",
+		"curl … --aws-sigv4",
+		"skykoi config merge --from $ROOT/data/skykoi/skykoi.json.provisioned $ROOT/data/skykoi/skykoi.json",
+		"systemctl restart skykoi-gateway.service",
+	)
 	if got := b.read("data/skykoi/skykoi.json"); !bytes.Equal(got, edited) {
 		t.Error("the config on the data volume was replaced")
 	}
@@ -717,6 +727,75 @@ func TestBootstrapKeepsDataVolumeState(t *testing.T) {
 	}
 	if b.called("mkfs") {
 		t.Error("mkfs ran")
+	}
+}
+
+// TestBootstrapMergesProvisionedConfig replaces an instance after `pulumi up`
+// changed the token and the idle stop: the real binary merges them into the
+// config kept on the data volume, and the person's edit survives.
+func TestBootstrapMergesProvisionedConfig(t *testing.T) {
+	t.Parallel()
+	bin := buildSkykoi(t)
+	real, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	earlier := realistic().ConfigOptions
+	earlier.TokenSha256 = configgen.HashSecret("the token before rotation 0123456789abcdef")
+	earlier.IdleStopMinutes = 0
+	first, err := configgen.Generate(earlier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := bytes.Replace(first, []byte(`"level": "info"`), []byte(`"level": "debug" // chatty, on purpose`), 1)
+	invalid := bytes.Replace(first, []byte(`"level": "info"`), []byte(`"level": "loud"`), 1)
+
+	for _, tc := range []struct {
+		name string
+		kept []byte
+	}{{"merged", edited}, {"invalid kept config", invalid}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := newBootRun(t, virtioFull, func(o *cloudinit.Options, _ string) { o.BinarySHA256 = sha256Hex(real) })
+			b.aws.binary = real
+			writeTemp(t, b.state, "formatted", nil, 0o644)
+			writeTemp(t, b.root, "data/skykoi/skykoi.json", tc.kept, 0o600)
+			b.run()
+			kept := b.path("data/skykoi/skykoi.json")
+			if bytes.Equal(tc.kept, invalid) {
+				b.failedAt("config", "the config on the data volume cannot take the provisioned values")
+				if !strings.Contains(b.stderr, `logging.level: must be one of debug, info, warn, error; got "loud"`) {
+					t.Errorf("the problem is not in the bootstrap's output:\n%s", b.stderr)
+				}
+				if b.called("systemctl restart skykoi-gateway") {
+					t.Error("the gateway was started on the unmerged config")
+				}
+				if got := b.read("data/skykoi/skykoi.json"); !bytes.Equal(got, invalid) {
+					t.Error("the kept config changed although the merge failed")
+				}
+				return
+			}
+			b.succeeded()
+			cfg, err := configgen.Load(kept)
+			if err != nil {
+				t.Fatalf("merged config: %v", err)
+			}
+			if want := realistic().ConfigOptions.TokenSha256; cfg.Gateway.Auth.TokenSha256 != want {
+				t.Errorf("tokenSha256 %s, want the provisioned %s", cfg.Gateway.Auth.TokenSha256, want)
+			}
+			if cfg.Gateway.Idle.StopAfterMinutes != 120 {
+				t.Errorf("idle stop %d, want the provisioned 120", cfg.Gateway.Idle.StopAfterMinutes)
+			}
+			if cfg.Logging.Level != "debug" {
+				t.Errorf("logging.level %q: the person's edit was undone", cfg.Logging.Level)
+			}
+			if got := b.read("data/skykoi/skykoi.json.before-merge"); !bytes.Equal(got, edited) {
+				t.Error("the file before the merge was not kept")
+			}
+			if !strings.Contains(b.stdout+b.stderr, "took gateway.auth.tokenSha256, gateway.idle.stopAfterMinutes from") {
+				t.Errorf("the bootstrap's output does not say what the merge took:\n%s%s", b.stdout, b.stderr)
+			}
+		})
 	}
 }
 

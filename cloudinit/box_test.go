@@ -64,10 +64,7 @@ func TestBox(t *testing.T) {
 	}
 	cfgPath := writeTemp(t, e.dir, "skykoi.json", cfgBytes, 0o600)
 
-	bin := filepath.Join(e.dir, "skykoi")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/skykoi").CombinedOutput(); err != nil {
-		t.Fatalf("building skykoi: %v\n%s", err, out)
-	}
+	bin := buildSkykoi(t)
 	gw := exec.Command(bin, "gateway", "run", "--config", cfgPath)
 	gw.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=AKIDTEST", "AWS_SECRET_ACCESS_KEY=secret", "AWS_EC2_METADATA_DISABLED=true")
 	gwLog, _ := os.Create(filepath.Join(e.dir, "gateway.log"))

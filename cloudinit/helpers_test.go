@@ -19,8 +19,9 @@ var update = flag.Bool("update", false, "rewrite golden files")
 // testToken is a gateway token no output may ever contain.
 const testToken = "koi-test-token-7f3a9c1e5b2d4a6f8e0c1b3d5f7a9e2c"
 
-// gatewayBinary stands in for the real binary in the artifact fakes.
-var gatewayBinary = []byte("#!/bin/sh\necho skykoi gateway stand-in\n")
+// gatewayBinary stands in for the real binary in the artifact fakes; like the
+// stub commands, it logs how it was called.
+var gatewayBinary = []byte("#!/bin/sh\nprintf '%s\\n' \"skykoi $*\" >>\"$STUB_LOG\"\n")
 
 func sha256Hex(b []byte) string {
 	d := sha256.Sum256(b)
@@ -107,4 +108,14 @@ func writeTemp(t *testing.T, dir, name string, data []byte, perm os.FileMode) st
 		t.Fatal(err)
 	}
 	return p
+}
+
+// buildSkykoi builds the real binary for tests that run it.
+func buildSkykoi(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "skykoi")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/skykoi").CombinedOutput(); err != nil {
+		t.Fatalf("building skykoi: %v\n%s", err, out)
+	}
+	return bin
 }

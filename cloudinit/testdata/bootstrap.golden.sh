@@ -6,7 +6,7 @@
 set -Eeuo pipefail
 shopt -s inherit_errexit nullglob dotglob
 readonly VOLUME_ID='vol-0a1b2c3d4e5f60718'
-readonly BINARY_SHA256='a7da2666c7d7b7bfb1337a67dba40a7e42214a536d92c72f92ef583048e4690a'
+readonly BINARY_SHA256='a4ea51509a24b8b57c25f596a423d21d41747a5435bca08b015e915b8b63097b'
 readonly BINARY_PATH='/usr/local/bin/skykoi'
 readonly ARTIFACT_URL=''
 readonly S3_BUCKET='skykoi-artifacts-123456789012'
@@ -44,6 +44,7 @@ STEP=start
 WORK=
 DEVICE=
 IMDS_TOKEN=
+KEPT_CONFIG=
 AWS_KEY_ID=
 AWS_SECRET=
 AWS_TOKEN=
@@ -226,13 +227,15 @@ link_dir() {
 
 # adopt_config keeps a config already on the data volume: it carries the
 # person's edits, which a new instance must not undo. The provisioned one
-# stays beside it for comparison.
+# stays beside it; merge_config takes the provisioner's keys from it once the
+# binary that knows how is installed.
 adopt_config() {
 	local provisioned=$STATE/skykoi.json kept=$DATA_STATE/skykoi.json
 	if [[ ! -L $STATE && -f $provisioned ]]; then
 		if [[ -e $kept ]]; then
 			log "keeping the config on the data volume; the provisioned one is $kept.provisioned"
 			mv -f -- "$provisioned" "$kept.provisioned"
+			KEPT_CONFIG=1
 		else
 			mv -- "$provisioned" "$kept"
 		fi
@@ -408,6 +411,19 @@ install_binary() {
 	mv -f -- "$ROOT$BINARY_PATH.new" "$ROOT$BINARY_PATH"
 }
 
+# merge_config applies what `pulumi up` changed (token, models, idle stop,
+# region, port) to a kept config: the IAM policy and the person's client
+# already follow the new values. Every other key stays as the person left it,
+# and the file is rewritten only when a value differs.
+merge_config() {
+	local kept=$DATA_STATE/skykoi.json
+	if [[ $KEPT_CONFIG != 1 ]]; then
+		return 0
+	fi
+	"$ROOT$BINARY_PATH" config merge --from "$kept.provisioned" "$kept" ||
+		fail "the config on the data volume cannot take the provisioned values (problems above); fix $kept, then run: sudo $BINARY_PATH config merge --from $kept.provisioned $kept && sudo systemctl restart skykoi-gateway"
+}
+
 start_services() {
 	mkdir -p -- "$ROOT/etc/nginx/sites-enabled"
 	ln -sfn /etc/nginx/sites-available/skykoi "$ROOT/etc/nginx/sites-enabled/skykoi"
@@ -479,6 +495,7 @@ main() {
 	run_step state prepare_state
 	run_step tls ensure_certificate
 	run_step binary install_binary
+	run_step config merge_config
 	run_step services start_services
 	run_step ready wait_ready
 	console "SKYKOI-READY"
