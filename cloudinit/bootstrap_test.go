@@ -351,6 +351,7 @@ func (b *bootRun) run(env ...string) {
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
+	b.code = 0 // a second run starts clean
 	var ee *exec.ExitError
 	switch {
 	case errors.As(err, &ee):
@@ -772,6 +773,17 @@ func TestBootstrapMergesProvisionedConfig(t *testing.T) {
 				}
 				if got := b.read("data/skykoi/skykoi.json"); !bytes.Equal(got, invalid) {
 					t.Error("the kept config changed although the merge failed")
+				}
+				// The recovery deploy.md gives: fix the file, merge by
+				// hand, run the bootstrap again to finish the boot.
+				writeTemp(t, b.root, "data/skykoi/skykoi.json", edited, 0o600)
+				if out, err := exec.Command(bin, "config", "merge", "--from", kept+".provisioned", kept).CombinedOutput(); err != nil {
+					t.Fatalf("merging by hand: %v\n%s", err, out)
+				}
+				b.run()
+				b.succeeded()
+				if cfg, err := configgen.Load(kept); err != nil || cfg.Logging.Level != "debug" || cfg.Gateway.Idle.StopAfterMinutes != 120 {
+					t.Errorf("after the recovery: %+v %v", cfg.Gateway.Idle, err)
 				}
 				return
 			}
