@@ -421,7 +421,7 @@ merge_config() {
 		return 0
 	fi
 	"$ROOT$BINARY_PATH" config merge --from "$kept.provisioned" "$kept" ||
-		fail "the config on the data volume cannot take the provisioned values (problems above); fix $kept, then run: sudo $BINARY_PATH config merge --from $kept.provisioned $kept && sudo systemctl restart skykoi-gateway"
+		fail "the config on the data volume cannot take the provisioned values (problems above); fix $kept, then run: sudo $BINARY_PATH config merge --from $kept.provisioned $kept && sudo $0"
 }
 
 start_services() {
