@@ -43,6 +43,7 @@ type conn struct {
 	caps     map[string]bool
 	deviceID string
 	method   string
+	entry    protocol.PresenceEntry // how it shows in presence, from register
 
 	qmu      sync.Mutex
 	queue    []outFrame

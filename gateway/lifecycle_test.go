@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -273,4 +274,50 @@ func TestReload(t *testing.T) {
 	if res := c2.connect(connectParams()); !res.OK {
 		t.Fatalf("after failed reload: %+v", res.Error)
 	}
+}
+
+// TestPresenceCapped: past MaxPresenceEntries the list keeps the gateway and
+// the most recently connected clients, newest first, in hello-ok and in
+// system-presence alike; a client that leaves makes room for an older one.
+func TestPresenceCapped(t *testing.T) {
+	ts := startServer(t)
+	const extra = 5
+	total := MaxPresenceEntries - 1 + extra // clients; the gateway is one more entry
+	clients := make([]*wsClient, total)
+	var hello protocol.HelloOK
+	for i := range clients {
+		clients[i], hello = dialConnected(t, ts, func(p map[string]any) {
+			p["client"].(map[string]any)["instanceId"] = fmt.Sprintf("inst-%03d", i)
+		})
+	}
+	want := func(newest, n int) []string {
+		out := []string{"self"}
+		for i := newest; len(out) < n; i-- {
+			out = append(out, fmt.Sprintf("inst-%03d", i))
+		}
+		return out
+	}
+	ids := func(list []protocol.PresenceEntry) []string {
+		out := make([]string, len(list))
+		for i, e := range list {
+			out[i] = e.InstanceID
+			if e.Reason == "self" {
+				out[i] = "self"
+			}
+		}
+		return out
+	}
+	if got, w := ids(hello.Snapshot.Presence), want(total-1, MaxPresenceEntries); !slices.Equal(got, w) {
+		t.Errorf("hello-ok presence of the last client: %d entries %v…, want %d %v…", len(got), got[:3], len(w), w[:3])
+	}
+	last := clients[total-1]
+	if got, w := ids(unmarshal[[]protocol.PresenceEntry](t, last.call("system-presence", nil).Payload)), want(total-1, MaxPresenceEntries); !slices.Equal(got, w) {
+		t.Errorf("system-presence: %d entries, want %d; tail %v, want %v", len(got), len(w), got[len(got)-3:], w[len(w)-3:])
+	}
+	// The newest client leaves: the next-oldest one comes back into the list.
+	last.ws.Close()
+	waitFor(t, "the newest client to leave presence", func() bool {
+		got := ids(unmarshal[[]protocol.PresenceEntry](t, clients[0].call("system-presence", nil).Payload))
+		return slices.Equal(got, want(total-2, MaxPresenceEntries))
+	})
 }

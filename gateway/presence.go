@@ -2,7 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
-	"sort"
+	"slices"
 	"time"
 
 	"github.com/skykoi/skykoi/gateway/protocol"
@@ -13,8 +13,11 @@ import (
 // queued under s.mu, before any broadcast can see c, so it is always the
 // first frame after the challenge; the others then learn of c via presence.
 func (s *Server) register(c *conn, reqID string) {
+	entry := c.presenceEntry() // fixed for the connection's life
 	s.mu.Lock()
 	s.conns[c] = struct{}{}
+	c.entry = entry
+	s.joined = append(s.joined, c)
 	s.presence++
 	hello := s.helloOKLocked(c)
 	c.sendRes(reqID, hello)
@@ -29,6 +32,13 @@ func (s *Server) unregister(c *conn) {
 	delete(s.conns, c)
 	if was {
 		s.presence++
+		// Usually a recent arrival leaves: search from the end.
+		for i := len(s.joined) - 1; i >= 0; i-- {
+			if s.joined[i] == c {
+				s.joined = slices.Delete(s.joined, i, i+1)
+				break
+			}
+		}
 	}
 	s.mu.Unlock()
 	if was {
@@ -41,17 +51,25 @@ func (s *Server) unregister(c *conn) {
 
 // presenceCoalesce bounds presence broadcasts to about one per window. Each
 // carries the whole list, so a burst of N connects would otherwise send N
-// events of N entries to N clients: O(N³) bytes. The first change goes out at
-// once; changes inside the window are folded into one trailing broadcast.
+// events of up to MaxPresenceEntries entries to N clients. The first change
+// goes out at once; changes inside the window are folded into one trailing
+// broadcast.
 const presenceCoalesce = 250 * time.Millisecond
 
-// presenceWindowLocked widens the window with the number of clients: one
-// broadcast costs N entries to N clients, so with many connections (a load
-// test, not one person's Koi) presence trades freshness for bandwidth,
-// keeping it near 30 MB/s at 1,000 clients instead of hundreds.
+// MaxPresenceEntries caps the presence list, the gateway's own entry
+// included, at the number the OpenClaw gateway keeps. Presence tells a person
+// who else is connected; past a few hundred entries it tells them nothing
+// more, and every connect would pay for encoding, sending and decoding the
+// whole list (200 KB at 1,000 clients).
+const MaxPresenceEntries = 200
+
+// presenceWindowLocked widens the window with the cost of one broadcast, the
+// list's length times the number of clients, so that with many connections
+// (a load test, not one person's Koi) presence trades freshness for
+// bandwidth: about 20 MB/s at most instead of hundreds.
 func (s *Server) presenceWindowLocked() time.Duration {
 	n := len(s.conns)
-	return max(presenceCoalesce, time.Duration(n*n)*10*time.Microsecond)
+	return max(presenceCoalesce, time.Duration(n*min(n+1, MaxPresenceEntries))*10*time.Microsecond)
 }
 
 func (s *Server) presenceChanged() {
@@ -85,29 +103,31 @@ func (s *Server) broadcastPresence() {
 	s.broadcast(protocol.EventPresence, map[string]any{"presence": list}, nil, false)
 }
 
-// presenceLocked lists the gateway itself and every authenticated client,
-// oldest first; s.mu is held.
+// presenceLocked lists the gateway itself, then the clients, most recently
+// connected first, up to MaxPresenceEntries in all; s.mu is held.
 func (s *Server) presenceLocked() ([]protocol.PresenceEntry, protocol.StateVersion) {
 	v := version.Get()
-	out := []protocol.PresenceEntry{{
+	n := min(len(s.joined), MaxPresenceEntries-1)
+	out := make([]protocol.PresenceEntry, 1, n+1)
+	out[0] = protocol.PresenceEntry{
 		TS: s.startedAt.UnixMilli(), Host: s.opts.Hostname, Version: v.Version,
 		Mode: "gateway", Reason: "self", Text: "skykoi gateway",
-	}}
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
 	}
-	sort.Slice(conns, func(i, j int) bool { return conns[i].opened.Before(conns[j].opened) })
-	for _, c := range conns {
-		p := c.params
-		out = append(out, protocol.PresenceEntry{
-			TS: c.opened.UnixMilli(), Host: p.Client.DisplayName, IP: c.ip, Version: p.Client.Version,
-			Platform: p.Client.Platform, DeviceFamily: p.Client.DeviceFamily, Mode: p.Client.Mode,
-			Reason: "connect", DeviceID: c.deviceID, InstanceID: p.Client.InstanceID,
-			Roles: []string{c.role}, Scopes: c.grantedScopes(),
-		})
+	for i := len(s.joined) - 1; i >= len(s.joined)-n; i-- {
+		out = append(out, s.joined[i].entry)
 	}
 	return out, protocol.StateVersion{Presence: s.presence, Health: s.health}
+}
+
+// presenceEntry is how c shows in presence.
+func (c *conn) presenceEntry() protocol.PresenceEntry {
+	p := c.params
+	return protocol.PresenceEntry{
+		TS: c.opened.UnixMilli(), Host: p.Client.DisplayName, IP: c.ip, Version: p.Client.Version,
+		Platform: p.Client.Platform, DeviceFamily: p.Client.DeviceFamily, Mode: p.Client.Mode,
+		Reason: "connect", DeviceID: c.deviceID, InstanceID: p.Client.InstanceID,
+		Roles: []string{c.role}, Scopes: c.grantedScopes(),
+	}
 }
 
 // broadcast sends an event to every authenticated connection that filter

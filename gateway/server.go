@@ -151,9 +151,10 @@ type Server struct {
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
-	presence uint64 // stateVersion.presence
-	health   uint64 // stateVersion.health
-	lastOK   bool   // health ok at the last broadcast, to detect changes
+	joined   []*conn // s.conns in the order they connected, for presence
+	presence uint64  // stateVersion.presence
+	health   uint64  // stateVersion.health
+	lastOK   bool    // health ok at the last broadcast, to detect changes
 
 	model         modelHealth // what health says about the model
 	presenceSent  time.Time   // last presence broadcast
