@@ -212,8 +212,10 @@ func verifySigV4(r *http.Request) error {
 
 // stubs are shell scripts; each logs its name and argv first.
 var stubs = map[string]string{
-	"systemctl": `if [[ $1 == restart && -e $STUB_STATE/fail-$2 ]]; then exit 1; fi`,
-	"apt-get":   ``,
+	"systemctl": `if [[ $1 == restart && -e $STUB_STATE/fail-$2 ]]; then exit 1; fi
+if [[ $1 == is-enabled ]]; then [[ -e $STUB_STATE/enabled-$3 ]]; exit; fi
+if [[ $1 == enable ]]; then for u in "${@:2}"; do touch "$STUB_STATE/enabled-$u"; done; fi`,
+	"apt-get": ``,
 	"blkid": `if [[ -e $STUB_STATE/pttype ]]; then
   printf 'DEVNAME=%s\nPTUUID=9f2a\nPTTYPE=gpt\n' "${@: -1}"
 elif [[ -e $STUB_STATE/formatted ]]; then
@@ -834,6 +836,25 @@ func selfSigned(t *testing.T) (crtPEM, keyPEM []byte) {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+}
+
+// TestBootstrapEnablesOnlyWhatIsNot: the nginx package has enabled its unit;
+// the bootstrap enables just its own.
+func TestBootstrapEnablesOnlyWhatIsNot(t *testing.T) {
+	t.Parallel()
+	b := newBootRun(t, virtioFull, nil)
+	writeTemp(t, b.state, "enabled-nginx.service", nil, 0o644)
+	b.run()
+	b.succeeded()
+	var enables []string
+	for _, c := range b.calls() {
+		if strings.HasPrefix(c, "systemctl enable") {
+			enables = append(enables, c)
+		}
+	}
+	if want := []string{"systemctl enable skykoi-gateway.service skykoi-console.service"}; !slices.Equal(enables, want) {
+		t.Errorf("enable calls %q, want %q", enables, want)
+	}
 }
 
 func TestBootstrapPackages(t *testing.T) {

@@ -424,6 +424,21 @@ merge_config() {
 		fail "the config on the data volume cannot take the provisioned values (problems above); fix $kept, then run: sudo $BINARY_PATH config merge --from $kept.provisioned $kept && sudo $0"
 }
 
+# enable_units enables the units that are not enabled yet. The nginx package
+# has usually enabled its own, and enabling it again goes through Debian's
+# SysV update-rc.d: seconds of Perl for nothing.
+enable_units() {
+	local u todo=()
+	for u in "$@"; do
+		if ! systemctl is-enabled --quiet "$u"; then
+			todo+=("$u")
+		fi
+	done
+	if ((${#todo[@]} > 0)); then
+		systemctl enable "${todo[@]}"
+	fi
+}
+
 start_services() {
 	mkdir -p -- "$ROOT/etc/nginx/sites-enabled"
 	ln -sfn /etc/nginx/sites-available/skykoi "$ROOT/etc/nginx/sites-enabled/skykoi"
@@ -431,7 +446,7 @@ start_services() {
 	rm -f -- "$ROOT/etc/nginx/sites-enabled/default"
 	nginx -t -q || fail "nginx rejected its configuration"
 	systemctl daemon-reload
-	systemctl enable nginx.service skykoi-gateway.service skykoi-console.service
+	enable_units nginx.service skykoi-gateway.service skykoi-console.service
 	systemctl restart nginx.service || fail "nginx did not start; see journalctl -u nginx"
 	systemctl restart skykoi-gateway.service ||
 		fail "the gateway did not start; see journalctl -u skykoi-gateway"
