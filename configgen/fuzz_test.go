@@ -1,12 +1,14 @@
 package configgen_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/skykoi/skykoi/configgen"
@@ -129,4 +131,124 @@ func TestIntegersKeepExactly(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzMergeProvisioned checks the merge a new instance runs on the config
+// kept on its data volume: it never panics, it writes only a valid config,
+// the provisioned keys end up exactly as provisioned, every other key stays
+// as the person had it, and merging again changes nothing.
+func FuzzMergeProvisioned(f *testing.F) {
+	var provs [][]byte
+	for _, o := range []configgen.Options{
+		{TokenSha256: goldenHash},
+		{TokenSha256: goldenHash, Model: "amazon-bedrock/us.anthropic.claude-opus-4-1-20250805-v1:0", Fallbacks: []string{fallbackModel}, IdleStopMinutes: 30, Region: "eu-west-1"},
+		{TokenSha256: goldenHash, Port: 18800, Endpoint: "https://bedrock.example.test", Region: "us-west-2"},
+	} {
+		b, err := configgen.Generate(o)
+		if err != nil {
+			f.Fatal(err)
+		}
+		provs = append(provs, b)
+		f.Add(b, uint8(len(provs)))
+	}
+	seeds, err := filepath.Glob(filepath.Join("testdata", "fuzz-seeds", "*.json5"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for i, p := range seeds {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b, uint8(i))
+	}
+	f.Add([]byte(`{gateway: {mode: "local", port: 19000, auth: {token: "0123456789abcdef0123456789abcdef", rateLimit: {maxAttempts: 3}}}, logging: {level: "debug"}}`), uint8(1))
+
+	f.Fuzz(func(t *testing.T, kept []byte, which uint8) {
+		prov := provs[int(which)%len(provs)]
+		merged, changed, err := configgen.MergeProvisioned(kept, prov)
+		if err != nil {
+			if merged != nil || changed != nil {
+				t.Fatalf("an error (%v) came with output", err)
+			}
+			return
+		}
+		if len(changed) == 0 {
+			if !bytes.Equal(merged, kept) {
+				t.Fatal("nothing changed, but the bytes differ")
+			}
+			return
+		}
+		if _, err := configgen.ParseEnv(merged, noEnv); err != nil {
+			t.Fatalf("merged config is invalid: %v\n%s", err, merged)
+		}
+		mt, err := configgen.DecodeRaw(merged)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pt, _ := configgen.DecodeRaw(prov)
+		kt, err := configgen.DecodeRaw(kept)
+		if err != nil {
+			t.Fatalf("kept did not decode, yet merged: %v", err)
+		}
+		for _, p := range configgen.ProvisionedPaths {
+			pv, pok := configgen.Get(pt, p)
+			mv, mok := configgen.Get(mt, p)
+			if pok != mok || !reflect.DeepEqual(pv, mv) {
+				t.Errorf("%s: merged %v (%v), provisioned %v (%v)", p, mv, mok, pv, pok)
+			}
+		}
+		for _, p := range configgen.ProvisionedPaths {
+			dropPath(mt, p)
+			dropPath(kt, p)
+			// A non-object where a provisioned key's parent goes (say,
+			// gateway.auth: "") is replaced by the object it must be.
+			parts := strings.Split(p, ".")
+			for i := 1; i < len(parts); i++ {
+				prefix := strings.Join(parts[:i], ".")
+				if v, ok := configgen.Get(kt, prefix); ok {
+					if _, isObj := v.(map[string]any); !isObj {
+						dropPath(kt, prefix)
+						dropPath(mt, prefix)
+					}
+				}
+			}
+		}
+		if !reflect.DeepEqual(pruneEmpty(mt), pruneEmpty(kt)) {
+			t.Errorf("keys the provisioner does not own changed:\nkept   %v\nmerged %v", kt, mt)
+		}
+		again, changed2, err := configgen.MergeProvisioned(merged, prov)
+		if err != nil || len(changed2) != 0 || !bytes.Equal(again, merged) {
+			t.Errorf("merging again: changed %q, err %v", changed2, err)
+		}
+	})
+}
+
+func dropPath(tree map[string]any, path string) {
+	parts := strings.Split(path, ".")
+	for _, p := range parts[:len(parts)-1] {
+		next, ok := tree[p].(map[string]any)
+		if !ok {
+			return
+		}
+		tree = next
+	}
+	delete(tree, parts[len(parts)-1])
+}
+
+// pruneEmpty drops objects left empty, which a merge may create or leave.
+func pruneEmpty(v any) any {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return v
+	}
+	out := map[string]any{}
+	for k, e := range m {
+		e = pruneEmpty(e)
+		if em, ok := e.(map[string]any); ok && len(em) == 0 {
+			continue
+		}
+		out[k] = e
+	}
+	return out
 }

@@ -37,7 +37,9 @@ var ProvisionedPaths = []string{
 // changed. With no change it returns kept itself, byte for byte, so a
 // hand-written file keeps its comments. Otherwise the result is re-encoded
 // in schema order and must be a valid config: an invalid result is an
-// *Error and nothing is returned to write.
+// *Error and nothing is returned to write. A value that is not an object
+// where a provisioned key's parent belongs (gateway.auth: "") is replaced by
+// that object; the file was invalid there anyway.
 func MergeProvisioned(kept, provisioned []byte) (merged []byte, changed []string, err error) {
 	prov, err := DecodeRaw(provisioned)
 	if err != nil {
