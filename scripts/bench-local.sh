@@ -41,6 +41,7 @@ until curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; do sleep 0.05; 
 url="ws://127.0.0.1:$port/"
 run() { echo "== skykoi bench $*"; "$work/skykoi" bench "$@" --url "$url" --token-file "$work/token"; echo; }
 run handshake -n "$n"
+run handshake -n "$n" --hold 1000
 run rtt -n "$((n * 5))"
 run clients -n 1000
 run stream -n 10

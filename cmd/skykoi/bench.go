@@ -31,7 +31,7 @@ type benchResult struct {
 func newBenchCmd() *cobra.Command {
 	var (
 		urlFlag, tokenFile, fingerprint string
-		n                               int
+		n, hold                         int
 		asJSON                          bool
 		timeout                         time.Duration
 	)
@@ -39,7 +39,8 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench MODE",
 		Short: "Measure a gateway: handshake, rtt, clients, stream or fanout",
 		Long: "Measure a running gateway (local or a Koi) over its real protocol.\n\n" +
-			"  handshake  N sequential connects (dial, challenge, connect, hello-ok): p50/p90/p99\n" +
+			"  handshake  N sequential connects (dial, challenge, connect, hello-ok): p50/p90/p99;\n" +
+			"             with --hold H, while H other authenticated connections stay open\n" +
 			"  rtt        N health requests on one connection: p50/p90/p99\n" +
 			"  clients    hold N authenticated idle connections; the gateway's RSS when it runs on this machine\n" +
 			"  stream     N runs (chat.send) and the time to first delta, to final, and events/s\n" +
@@ -59,7 +60,7 @@ func newBenchCmd() *cobra.Command {
 			var res benchResult
 			switch args[0] {
 			case "handshake":
-				res, err = benchHandshake(ctx, opts, n)
+				res, err = benchHandshake(ctx, opts, n, hold)
 			case "rtt":
 				res, err = benchRTT(ctx, opts, n)
 			case "clients":
@@ -88,6 +89,7 @@ func newBenchCmd() *cobra.Command {
 	f.StringVar(&tokenFile, "token-file", "", "file holding the gateway token (default $SKYKOI_TOKEN)")
 	f.StringVar(&fingerprint, "tls-sha256", "", "pin the gateway's certificate (wss)")
 	f.IntVarP(&n, "n", "n", 200, "iterations, or clients for clients/fanout")
+	f.IntVar(&hold, "hold", 0, "handshake: idle authenticated connections held open while measuring")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	f.DurationVar(&timeout, "timeout", 10*time.Minute, "give up after this long")
 	return c
@@ -105,20 +107,49 @@ func percentiles(prefix string, d []time.Duration, m map[string]float64) {
 	m[prefix+"_max_ms"] = at(1)
 }
 
-func benchHandshake(ctx context.Context, opts client.Options, n int) (benchResult, error) {
+func benchHandshake(ctx context.Context, opts client.Options, n, hold int) (benchResult, error) {
+	res := benchResult{Mode: "handshake", Metrics: map[string]float64{}}
+	if hold > 0 {
+		held, err := openIdle(ctx, opts, hold)
+		defer closeAll(held)
+		if err != nil {
+			return res, err
+		}
+		res.Metrics["held_connections"] = float64(len(held))
+		time.Sleep(500 * time.Millisecond) // presence broadcasts settle
+	}
 	var d []time.Duration
 	for i := 0; i < n; i++ {
 		start := time.Now()
 		c, err := client.Dial(ctx, opts)
 		if err != nil {
-			return benchResult{}, fmt.Errorf("connect %d: %w", i+1, err)
+			return res, fmt.Errorf("connect %d: %w", i+1, err)
 		}
 		d = append(d, time.Since(start))
 		_ = c.Close()
 	}
-	m := map[string]float64{}
-	percentiles("handshake", d, m)
-	return benchResult{Mode: "handshake", Metrics: m}, nil
+	percentiles("handshake", d, res.Metrics)
+	return res, nil
+}
+
+// openIdle opens n authenticated connections that only keep themselves
+// alive (the client answers pings and reads events), as idle people do.
+func openIdle(ctx context.Context, opts client.Options, n int) ([]*client.Client, error) {
+	conns := make([]*client.Client, 0, n)
+	for i := 0; i < n; i++ {
+		c, err := client.Dial(ctx, opts)
+		if err != nil {
+			return conns, fmt.Errorf("idle connection %d: %w", i+1, err)
+		}
+		conns = append(conns, c)
+	}
+	return conns, nil
+}
+
+func closeAll(conns []*client.Client) {
+	for _, c := range conns {
+		_ = c.Close()
+	}
 }
 
 func benchRTT(ctx context.Context, opts client.Options, n int) (benchResult, error) {
@@ -146,19 +177,11 @@ func benchClients(ctx context.Context, opts client.Options, n int) (benchResult,
 	if pid > 0 {
 		res.Metrics["rss_before_mb"] = procRSSMB(pid)
 	}
-	conns := make([]*client.Client, 0, n)
-	defer func() {
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	}()
 	start := time.Now()
-	for i := 0; i < n; i++ {
-		c, err := client.Dial(ctx, opts)
-		if err != nil {
-			return res, fmt.Errorf("connection %d: %w", i+1, err)
-		}
-		conns = append(conns, c)
+	conns, err := openIdle(ctx, opts, n)
+	defer closeAll(conns)
+	if err != nil {
+		return res, err
 	}
 	res.Metrics["connect_all_s"] = time.Since(start).Seconds()
 	time.Sleep(500 * time.Millisecond) // presence broadcasts settle

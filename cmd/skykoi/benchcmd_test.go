@@ -64,17 +64,20 @@ func TestBenchCommand(t *testing.T) {
 		mode string
 		n    string
 		want []string // metric names that must be present and positive
+		args []string
 	}{
-		{"handshake", "20", []string{"handshake_p50_ms", "handshake_p99_ms"}},
-		{"rtt", "50", []string{"rtt_p50_ms", "rtt_p99_ms"}},
-		{"clients", "30", []string{"rss_after_mb", "gateway_connections"}},
-		{"stream", "3", []string{"first_delta_p50_ms", "run_p50_ms", "events_per_s"}},
-		{"fanout", "5", []string{"run_s", "events_delivered"}},
+		{"handshake", "20", []string{"handshake_p50_ms", "handshake_p99_ms"}, nil},
+		{"handshake", "5", []string{"handshake_p99_ms", "held_connections"}, []string{"--hold", "25"}},
+		{"rtt", "50", []string{"rtt_p50_ms", "rtt_p99_ms"}, nil},
+		{"clients", "30", []string{"rss_after_mb", "gateway_connections"}, nil},
+		{"stream", "3", []string{"first_delta_p50_ms", "run_p50_ms", "events_per_s"}, nil},
+		{"fanout", "5", []string{"run_s", "events_delivered"}, nil},
 	}
 	for _, tt := range tests {
-		t.Run(tt.mode, func(t *testing.T) {
+		t.Run(strings.Join(append([]string{tt.mode}, tt.args...), " "), func(t *testing.T) {
 			var out, errb bytes.Buffer
-			code := run(context.Background(), []string{"bench", tt.mode, "--url", url, "--token-file", tokenFile, "-n", tt.n, "--json"},
+			args := append([]string{"bench", tt.mode, "--url", url, "--token-file", tokenFile, "-n", tt.n, "--json"}, tt.args...)
+			code := run(context.Background(), args,
 				stdio{in: strings.NewReader(""), out: &out, err: &errb})
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, errb.String())
@@ -87,6 +90,9 @@ func TestBenchCommand(t *testing.T) {
 				if res.Metrics[m] <= 0 {
 					t.Errorf("metric %s = %v in %+v", m, res.Metrics[m], res.Metrics)
 				}
+			}
+			if tt.args != nil && res.Metrics["held_connections"] != 25 {
+				t.Errorf("held %v connections, want 25", res.Metrics["held_connections"])
 			}
 			if tt.mode == "clients" && res.Metrics["gateway_connections"] != 30 {
 				t.Errorf("gateway saw %v connections, want 30", res.Metrics["gateway_connections"])
