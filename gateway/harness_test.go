@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/gorilla/websocket"
 	"github.com/skykoi/skykoi/configgen"
 	"github.com/skykoi/skykoi/gateway/protocol"
@@ -76,6 +77,9 @@ func startServer(t testing.TB, opts ...serverOpt) *testServer {
 		Logger:   NewLogger(logs, level, ring),
 		Getenv:   func(string) string { return "" },
 		Hostname: "koi-test",
+		// Not the SDK's default chain: it would ask this machine's instance
+		// metadata service, if any, for a role.
+		AWSCredentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "session"),
 	}
 	for _, fn := range opts {
 		fn(cfg, &o)
