@@ -53,6 +53,13 @@ func Markdown() []byte {
   A secret for the other mode is an error.
 - ` + "`session.reset.idleMinutes`" + ` is required with ` + "`session.reset.mode:\"idle\"`" + `.
 
+## Keys a Koi's provisioner owns
+
+When a replaced instance finds a config on its data volume, it keeps that file and takes
+only these keys from the newly provisioned one (` + "`skykoi config merge`" + `); a key the new
+config leaves out is removed:
+
+` + provisionedList() + `
 ## Errors
 
 Every problem is reported at once, one per line as ` + "`path: message`" + `, sorted by path; syntax
@@ -145,4 +152,12 @@ func defaultDoc(n *node) string {
 	}
 	raw, _ := json.Marshal(n.def)
 	return "`" + string(raw) + "`"
+}
+
+func provisionedList() string {
+	var b strings.Builder
+	for _, p := range ProvisionedPaths {
+		fmt.Fprintf(&b, "- `%s`\n", p)
+	}
+	return b.String()
 }
