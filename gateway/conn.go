@@ -43,7 +43,7 @@ type conn struct {
 	caps     map[string]bool
 	deviceID string
 	method   string
-	entry    protocol.PresenceEntry // how it shows in presence, from register
+	entry    *protocol.PresenceEntry // how it shows in presence, from register; shared, never changed
 
 	qmu      sync.Mutex
 	queue    []outFrame

@@ -297,7 +297,7 @@ func TestPresenceCapped(t *testing.T) {
 		}
 		return out
 	}
-	ids := func(list []protocol.PresenceEntry) []string {
+	ids := func(list []*protocol.PresenceEntry) []string {
 		out := make([]string, len(list))
 		for i, e := range list {
 			out[i] = e.InstanceID
@@ -311,13 +311,13 @@ func TestPresenceCapped(t *testing.T) {
 		t.Errorf("hello-ok presence of the last client: %d entries %v…, want %d %v…", len(got), got[:3], len(w), w[:3])
 	}
 	last := clients[total-1]
-	if got, w := ids(unmarshal[[]protocol.PresenceEntry](t, last.call("system-presence", nil).Payload)), want(total-1, MaxPresenceEntries); !slices.Equal(got, w) {
+	if got, w := ids(unmarshal[[]*protocol.PresenceEntry](t, last.call("system-presence", nil).Payload)), want(total-1, MaxPresenceEntries); !slices.Equal(got, w) {
 		t.Errorf("system-presence: %d entries, want %d; tail %v, want %v", len(got), len(w), got[len(got)-3:], w[len(w)-3:])
 	}
 	// The newest client leaves: the next-oldest one comes back into the list.
 	last.ws.Close()
 	waitFor(t, "the newest client to leave presence", func() bool {
-		got := ids(unmarshal[[]protocol.PresenceEntry](t, clients[0].call("system-presence", nil).Payload))
+		got := ids(unmarshal[[]*protocol.PresenceEntry](t, clients[0].call("system-presence", nil).Payload))
 		return slices.Equal(got, want(total-2, MaxPresenceEntries))
 	})
 }

@@ -105,11 +105,11 @@ func (s *Server) broadcastPresence() {
 
 // presenceLocked lists the gateway itself, then the clients, most recently
 // connected first, up to MaxPresenceEntries in all; s.mu is held.
-func (s *Server) presenceLocked() ([]protocol.PresenceEntry, protocol.StateVersion) {
+func (s *Server) presenceLocked() ([]*protocol.PresenceEntry, protocol.StateVersion) {
 	v := version.Get()
 	n := min(len(s.joined), MaxPresenceEntries-1)
-	out := make([]protocol.PresenceEntry, 1, n+1)
-	out[0] = protocol.PresenceEntry{
+	out := make([]*protocol.PresenceEntry, 1, n+1)
+	out[0] = &protocol.PresenceEntry{
 		TS: s.startedAt.UnixMilli(), Host: s.opts.Hostname, Version: v.Version,
 		Mode: "gateway", Reason: "self", Text: "skykoi gateway",
 	}
@@ -120,9 +120,9 @@ func (s *Server) presenceLocked() ([]protocol.PresenceEntry, protocol.StateVersi
 }
 
 // presenceEntry is how c shows in presence.
-func (c *conn) presenceEntry() protocol.PresenceEntry {
+func (c *conn) presenceEntry() *protocol.PresenceEntry {
 	p := c.params
-	return protocol.PresenceEntry{
+	return &protocol.PresenceEntry{
 		TS: c.opened.UnixMilli(), Host: p.Client.DisplayName, IP: c.ip, Version: p.Client.Version,
 		Platform: p.Client.Platform, DeviceFamily: p.Client.DeviceFamily, Mode: p.Client.Mode,
 		Reason: "connect", DeviceID: c.deviceID, InstanceID: p.Client.InstanceID,

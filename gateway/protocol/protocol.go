@@ -220,11 +220,11 @@ type Features struct {
 }
 
 type Snapshot struct {
-	Presence        []PresenceEntry `json:"presence"`
-	Health          any             `json:"health"`
-	StateVersion    StateVersion    `json:"stateVersion"`
-	UptimeMs        int64           `json:"uptimeMs"`
-	SessionDefaults SessionDefaults `json:"sessionDefaults"`
+	Presence        []*PresenceEntry `json:"presence"`
+	Health          any              `json:"health"`
+	StateVersion    StateVersion     `json:"stateVersion"`
+	UptimeMs        int64            `json:"uptimeMs"`
+	SessionDefaults SessionDefaults  `json:"sessionDefaults"`
 }
 
 type SessionDefaults struct {

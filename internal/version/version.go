@@ -6,6 +6,7 @@ package version
 import (
 	"runtime"
 	"runtime/debug"
+	"sync"
 )
 
 // Set by -ldflags -X; a plain `go build` leaves the defaults and Commit falls
@@ -26,14 +27,22 @@ type Info struct {
 func Get() Info {
 	commit := Commit
 	if commit == "" {
-		commit = "unknown"
-		if bi, ok := debug.ReadBuildInfo(); ok {
-			for _, s := range bi.Settings {
-				if s.Key == "vcs.revision" {
-					commit = s.Value
-				}
-			}
-		}
+		commit = vcsRevision()
 	}
 	return Info{Version: Version, Commit: commit, GoVersion: runtime.Version()}
 }
+
+// vcsRevision reads the commit Go recorded, once: parsing the build info
+// allocates kilobytes, and the gateway asks for every hello-ok and presence
+// list.
+var vcsRevision = sync.OnceValue(func() string {
+	commit := "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				commit = s.Value
+			}
+		}
+	}
+	return commit
+})
