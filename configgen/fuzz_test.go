@@ -199,8 +199,8 @@ func FuzzMergeProvisioned(f *testing.F) {
 			}
 		}
 		for _, p := range configgen.ProvisionedPaths {
-			dropPath(mt, p)
-			dropPath(kt, p)
+			configgen.Delete(mt, p)
+			configgen.Delete(kt, p)
 			// A non-object where a provisioned key's parent goes (say,
 			// gateway.auth: "") is replaced by the object it must be.
 			parts := strings.Split(p, ".")
@@ -208,8 +208,8 @@ func FuzzMergeProvisioned(f *testing.F) {
 				prefix := strings.Join(parts[:i], ".")
 				if v, ok := configgen.Get(kt, prefix); ok {
 					if _, isObj := v.(map[string]any); !isObj {
-						dropPath(kt, prefix)
-						dropPath(mt, prefix)
+						configgen.Delete(kt, prefix)
+						configgen.Delete(mt, prefix)
 					}
 				}
 			}
@@ -222,18 +222,6 @@ func FuzzMergeProvisioned(f *testing.F) {
 			t.Errorf("merging again: changed %q, err %v", changed2, err)
 		}
 	})
-}
-
-func dropPath(tree map[string]any, path string) {
-	parts := strings.Split(path, ".")
-	for _, p := range parts[:len(parts)-1] {
-		next, ok := tree[p].(map[string]any)
-		if !ok {
-			return
-		}
-		tree = next
-	}
-	delete(tree, parts[len(parts)-1])
 }
 
 // pruneEmpty drops objects left empty, which a merge may create or leave.

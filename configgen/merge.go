@@ -60,7 +60,7 @@ func MergeProvisioned(kept, provisioned []byte) (merged []byte, changed []string
 			Set(tree, p, pv)
 			changed = append(changed, p)
 		case !inProv && inKept:
-			del(tree, p)
+			Delete(tree, p)
 			changed = append(changed, p)
 		}
 	}
@@ -75,18 +75,4 @@ func MergeProvisioned(kept, provisioned []byte) (merged []byte, changed []string
 		return nil, nil, fmt.Errorf("the merged config would be invalid (%s changed): %w", strings.Join(changed, ", "), err)
 	}
 	return out, changed, nil
-}
-
-// del removes the key at a dotted path, if it is there.
-func del(tree map[string]any, path string) {
-	parts := splitPath(path)
-	m := tree
-	for _, p := range parts[:len(parts)-1] {
-		next, ok := m[p].(map[string]any)
-		if !ok {
-			return
-		}
-		m = next
-	}
-	delete(m, parts[len(parts)-1])
 }

@@ -93,6 +93,20 @@ func Set(tree map[string]any, path string, v any) {
 	m[parts[len(parts)-1]] = v
 }
 
+// Delete removes the key at a dotted path, if it is there.
+func Delete(tree map[string]any, path string) {
+	parts := splitPath(path)
+	m := tree
+	for _, p := range parts[:len(parts)-1] {
+		next, ok := m[p].(map[string]any)
+		if !ok {
+			return
+		}
+		m = next
+	}
+	delete(m, parts[len(parts)-1])
+}
+
 // splitPath splits on dots, except inside schema keys that contain one
 // (none today; amazon-bedrock has a dash, not a dot).
 func splitPath(path string) []string { return strings.Split(path, ".") }

@@ -33,13 +33,9 @@ func newConfigValidateCmd() *cobra.Command {
 			"1 when the file cannot be read.",
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			flag := ""
-			if len(args) == 1 {
-				flag = args[0]
-			}
-			path, err := configgen.DefaultPath(flag, os.Getenv)
+			path, err := configFileArg(args)
 			if err != nil {
-				return fmt.Errorf("finding the config file: %w", err)
+				return err
 			}
 			if _, err := configgen.Load(path); err != nil {
 				return configLoadError(path, err, c.ErrOrStderr())
@@ -194,19 +190,28 @@ func newConfigMergeCmd() *cobra.Command {
 			if from == "" {
 				return usageError{errors.New("--from PROVISIONED is required")}
 			}
-			flag := ""
-			if len(args) == 1 {
-				flag = args[0]
-			}
-			path, err := configgen.DefaultPath(flag, os.Getenv)
+			path, err := configFileArg(args)
 			if err != nil {
-				return fmt.Errorf("finding the config file: %w", err)
+				return err
 			}
 			return mergeConfigFile(path, from, c.OutOrStdout(), c.ErrOrStderr())
 		},
 	}
 	c.Flags().StringVar(&from, "from", "", "the newly provisioned config")
 	return c
+}
+
+// configFileArg is the optional FILE argument, or the default config path.
+func configFileArg(args []string) (string, error) {
+	flag := ""
+	if len(args) == 1 {
+		flag = args[0]
+	}
+	path, err := configgen.DefaultPath(flag, os.Getenv)
+	if err != nil {
+		return "", fmt.Errorf("finding the config file: %w", err)
+	}
+	return path, nil
 }
 
 func mergeConfigFile(path, from string, stdout, stderr io.Writer) error {
