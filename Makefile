@@ -14,7 +14,7 @@ DEB_TOOLS := nginx:nginx-light cloud-init:cloud-init shellcheck:shellcheck chrom
 DEB_TOOLS += qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils debootstrap:debootstrap \
 	cloud-localds:cloud-image-utils socat:socat mkfs.ext4:e2fsprogs
 
-.PHONY: all build deps test vet fuzz soak dist clean vmimage vmtest
+.PHONY: all build deps test vet fuzz soak dist clean vmimage vmtest golden
 
 all: build
 
@@ -65,6 +65,11 @@ fuzz:
 	  echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
 	  $(GO) test "$$pkg" -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) || exit 1; \
 	done
+
+# golden rewrites every golden file: `go test -update` in the packages that
+# define the flag (the others would refuse it).
+golden:
+	$(GO) test -count=1 $$(grep -rl --include='*_test.go' 'flag.Bool("update"' . | xargs -n1 dirname | sort -u) -update
 
 # soak runs the real gateway under churn for SOAK_MINUTES (default 30);
 # not part of `make test`.
