@@ -321,3 +321,28 @@ func TestPresenceCapped(t *testing.T) {
 		return slices.Equal(got, want(total-2, MaxPresenceEntries))
 	})
 }
+
+// TestPresenceSkipsEphemeralClients: a command-line call (mode cli), a
+// backend or a probe is not presence: it is not listed and its coming and
+// going does not move stateVersion.presence.
+func TestPresenceSkipsEphemeralClients(t *testing.T) {
+	ts := startServer(t)
+	a, helloA := dialConnected(t, ts)
+	for _, mode := range []string{"cli", "CLI", "backend", "probe"} {
+		c, hello := dialConnected(t, ts, func(p map[string]any) { p["client"].(map[string]any)["mode"] = mode })
+		if n := len(hello.Snapshot.Presence); n != 2 {
+			t.Errorf("mode %s: hello-ok presence has %d entries, want 2 (gateway, a)", mode, n)
+		}
+		if list := unmarshal[[]*protocol.PresenceEntry](t, a.call("system-presence", nil).Payload); len(list) != 2 {
+			t.Errorf("mode %s: system-presence lists %d entries, want 2: %+v", mode, len(list), list)
+		}
+		c.ws.Close()
+	}
+	_, helloB := dialConnected(t, ts)
+	if got, want := helloB.Snapshot.StateVersion.Presence, helloA.Snapshot.StateVersion.Presence+1; got != want {
+		t.Errorf("stateVersion.presence %d after a, four ephemeral clients and b; want %d (b alone)", got, want)
+	}
+	if n := len(helloB.Snapshot.Presence); n != 3 {
+		t.Errorf("b sees %d presence entries, want 3", n)
+	}
+}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/json"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/skykoi/skykoi/gateway/protocol"
@@ -13,16 +14,35 @@ import (
 // queued under s.mu, before any broadcast can see c, so it is always the
 // first frame after the challenge; the others then learn of c via presence.
 func (s *Server) register(c *conn, reqID string) {
-	entry := c.presenceEntry() // fixed for the connection's life
+	var entry *protocol.PresenceEntry
+	if !ephemeralMode(c.params.Client.Mode) {
+		entry = c.presenceEntry() // fixed for the connection's life
+	}
 	s.mu.Lock()
 	s.conns[c] = struct{}{}
 	c.entry = entry
-	s.joined = append(s.joined, c)
-	s.presence++
+	if entry != nil {
+		s.joined = append(s.joined, c)
+		s.presence++
+	}
 	hello := s.helloOKLocked(c)
 	c.sendRes(reqID, hello)
 	s.mu.Unlock()
-	s.presenceChanged()
+	if entry != nil {
+		s.presenceChanged()
+	}
+}
+
+// ephemeralMode reports a client mode that comes, asks and goes: a command
+// line call, a backend or a health probe. As in the OpenClaw gateway, such
+// clients are not presence: listing them, and broadcasting their every
+// arrival and departure to everyone, would tell nobody anything.
+func ephemeralMode(mode string) bool {
+	switch strings.ToLower(mode) {
+	case "cli", "backend", "probe":
+		return true
+	}
+	return false
 }
 
 // unregister drops c; others see a presence event.
@@ -30,7 +50,8 @@ func (s *Server) unregister(c *conn) {
 	s.mu.Lock()
 	_, was := s.conns[c]
 	delete(s.conns, c)
-	if was {
+	listed := was && c.entry != nil
+	if listed {
 		s.presence++
 		// Usually a recent arrival leaves: search from the end.
 		for i := len(s.joined) - 1; i >= 0; i-- {
@@ -41,10 +62,12 @@ func (s *Server) unregister(c *conn) {
 		}
 	}
 	s.mu.Unlock()
+	if listed {
+		s.presenceChanged()
+	}
 	if was {
 		// A visit shorter than the idle check interval still counts.
 		s.idle.Load().Touch()
-		s.presenceChanged()
 		s.log.Info("client disconnected", "conn", c.id, "ip", c.ip, "client", c.params.Client.ID)
 	}
 }

@@ -25,6 +25,9 @@ import (
 const (
 	defaultChatURL = "ws://127.0.0.1:18789/"
 	chatClientID   = "skykoi-chat"
+	// chatClientMode is the protocol's mode for an interactive UI: a person
+	// chatting is presence, unlike the one-shot "cli" calls.
+	chatClientMode = "ui"
 	// chatEventBuffer is how many events wait while the loop is inside a
 	// request; the gateway coalesces deltas, so this covers minutes of a run.
 	chatEventBuffer = 4096
@@ -202,7 +205,7 @@ func runChat(ctx context.Context, o chatOptions, io stdio) error {
 		URL:                  o.url,
 		Token:                o.token,
 		TLSFingerprintSHA256: o.tlsSHA256,
-		Client:               protocol.Client{ID: chatClientID, Mode: client.DefaultClientMode},
+		Client:               protocol.Client{ID: chatClientID, Mode: chatClientMode},
 		Caps:                 []string{protocol.CapToolEvents},
 		Reconnect:            true,
 		Backoff:              o.backoff,
