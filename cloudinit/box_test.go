@@ -20,6 +20,7 @@ import (
 	"github.com/skykoi/skykoi/configgen"
 	"github.com/skykoi/skykoi/gateway/bedrock/bedrocktest"
 	"github.com/skykoi/skykoi/gateway/client"
+	"github.com/skykoi/skykoi/gateway/protocol"
 )
 
 // TestBox assembles a Koi's box from the rendered parts on this machine: the
@@ -85,8 +86,11 @@ func TestBox(t *testing.T) {
 			return d.DialContext(ctx, network, addr)
 		}
 	}
+	// The web frontend's mode: it shows in presence, where the test reads
+	// the address the gateway saw (a one-shot "cli" client would not).
 	c, err := client.Dial(ctx, client.Options{URL: "wss://" + httpsAddr + "/", Token: token,
-		TLSFingerprintSHA256: fp, NetDialContext: dialFrom("127.0.0.2")})
+		TLSFingerprintSHA256: fp, NetDialContext: dialFrom("127.0.0.2"),
+		Client: protocol.Client{ID: "skykoi-box-test", Mode: "webchat"}})
 	if err != nil {
 		log, _ := os.ReadFile(filepath.Join(e.dir, "gateway.log"))
 		t.Fatalf("connecting through nginx: %v\n%s", err, log)
