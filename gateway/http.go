@@ -8,9 +8,11 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/skykoi/skykoi/gateway/auth"
+	"github.com/skykoi/skykoi/gateway/protocol"
 	"github.com/skykoi/skykoi/gateway/webui"
 )
 
@@ -79,12 +81,32 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("websocket upgrade failed", "err", err, "peer", r.RemoteAddr)
 		return
 	}
+	if !s.trackConn() {
+		// Drain began while this request was upgrading.
+		_ = ws.WriteControl(websocket.CloseMessage,
+			websocket.FormatCloseMessage(protocol.CloseServiceRestart, "gateway is shutting down"), time.Now().Add(time.Second))
+		_ = ws.Close()
+		return
+	}
 	c := newConn(s, ws, ip, origin != "", r.UserAgent())
-	s.connWG.Add(1)
 	go func() {
 		defer s.connWG.Done()
 		c.run()
 	}()
+}
+
+// trackConn counts a new connection goroutine for drain to wait on, unless
+// drain has begun. Shutdown stops waiting for a request once it hijacks the
+// connection, so an upgrade can finish after drain started waiting; adding to
+// the WaitGroup then would race with that Wait.
+func (s *Server) trackConn() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining.Load() {
+		return false
+	}
+	s.connWG.Add(1)
+	return true
 }
 
 // originAllowed applies PROTOCOL.md's rule: listed in allowedOrigins, or the

@@ -195,7 +195,18 @@ func TestReadiness(t *testing.T) {
 	if code, body := get("/readyz"); code != 503 || body != `{"ok":false,"status":"draining"}` {
 		t.Errorf("draining /readyz = %d %s", code, body)
 	}
+	// An upgrade that completes once drain has begun is not counted for
+	// drain's wait (counting it then would race with the Wait).
+	if ts.trackConn() {
+		ts.connWG.Done()
+		t.Error("a connection was tracked while draining")
+	}
 	ts.draining.Store(false)
+	if !ts.trackConn() {
+		t.Error("a connection was refused while serving")
+	} else {
+		ts.connWG.Done()
+	}
 }
 
 // TestGracefulShutdown: an in-flight request completes, clients get the

@@ -332,7 +332,10 @@ func (s *Server) serve(l net.Listener, errc chan<- error) {
 }
 
 func (s *Server) drain() {
+	// Under s.mu, so no connection is counted after this (see trackConn).
+	s.mu.Lock()
 	s.draining.Store(true)
+	s.mu.Unlock()
 	_ = s.opts.Notifier.Notify("STOPPING=1")
 	s.log.Info("draining", "timeout", s.opts.DrainTimeout.String())
 	// Stop accepting: Shutdown closes the listeners; WebSockets are hijacked,
