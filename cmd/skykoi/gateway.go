@@ -40,20 +40,9 @@ func newGatewayRunCmd() *cobra.Command {
 			if err != nil {
 				return &exitError{code: exitConfig, err: fmt.Errorf("finding the config file: %w", err)}
 			}
-			cfg, err := configgen.Load(path)
+			cfg, err := loadRunConfig(c, path, port)
 			if err != nil {
-				var ce *configgen.Error
-				if errors.As(err, &ce) {
-					return configLoadError(path, err, c.ErrOrStderr())
-				}
-				// An unreadable config will not fix itself by restarting.
-				return &exitError{code: exitConfig, err: err}
-			}
-			if c.Flags().Changed("port") {
-				if port < 1 || port > 65535 {
-					return usageError{fmt.Errorf("--port must be from 1 to 65535, got %d", port)}
-				}
-				cfg.Gateway.Port = port
+				return err
 			}
 			return runGateway(c.Context(), cfg, path)
 		},
@@ -87,4 +76,34 @@ func runGateway(ctx context.Context, cfg configgen.Config, path string) error {
 		}
 	}()
 	return srv.Run(ctx)
+}
+
+// checkPortFlag refuses a --port outside 1–65535 when it was given.
+func checkPortFlag(c *cobra.Command, port int) error {
+	if c.Flags().Changed("port") && (port < 1 || port > 65535) {
+		return usageError{fmt.Errorf("--port must be from 1 to 65535, got %d", port)}
+	}
+	return nil
+}
+
+// loadRunConfig loads the config a gateway is about to run with, as
+// `gateway run` and `local` both do: every problem of an invalid file, exit
+// 78 for any config that cannot be used (restarting will not fix it), and
+// the --port override.
+func loadRunConfig(c *cobra.Command, path string, port int) (configgen.Config, error) {
+	if err := checkPortFlag(c, port); err != nil {
+		return configgen.Config{}, err
+	}
+	cfg, err := configgen.Load(path)
+	if err != nil {
+		var ce *configgen.Error
+		if errors.As(err, &ce) {
+			return cfg, configLoadError(path, err, c.ErrOrStderr())
+		}
+		return cfg, &exitError{code: exitConfig, err: err}
+	}
+	if c.Flags().Changed("port") {
+		cfg.Gateway.Port = port
+	}
+	return cfg, nil
 }

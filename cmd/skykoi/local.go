@@ -31,9 +31,12 @@ func newLocalCmd() *cobra.Command {
 			"the foreground; Ctrl-C drains it like SIGTERM.",
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			if err := checkPortFlag(c, port); err != nil {
+				return err
+			}
 			path, err := configgen.DefaultPath(configFlag, os.Getenv)
 			if err != nil {
-				return fmt.Errorf("finding the config file: %w", err)
+				return &exitError{code: exitConfig, err: fmt.Errorf("finding the config file: %w", err)}
 			}
 			out := c.OutOrStdout()
 			token := ""
@@ -49,16 +52,9 @@ func newLocalCmd() *cobra.Command {
 					return err
 				}
 			}
-			cfg, err := configgen.Load(path)
+			cfg, err := loadRunConfig(c, path, port)
 			if err != nil {
-				var ce *configgen.Error
-				if errors.As(err, &ce) {
-					return configLoadError(path, err, c.ErrOrStderr())
-				}
-				return &exitError{code: exitConfig, err: err}
-			}
-			if c.Flags().Changed("port") {
-				cfg.Gateway.Port = port
+				return err
 			}
 			ws, _ := configgen.ExpandHome(cfg.Agents.Defaults.Workspace)
 			if err := seedWorkspace(ws); err != nil {

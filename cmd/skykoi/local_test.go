@@ -2,8 +2,10 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -208,4 +210,20 @@ func connectCode(t *testing.T, port int, token string) string {
 	}
 	_ = ws.ReadJSON(&res)
 	return res.Error.Details.Code
+}
+
+// TestRunPortFlagChecked: `local` and `gateway run` share the config loading,
+// so both refuse a --port outside 1–65535 as a usage error, binding nothing
+// and writing no config.
+func TestRunPortFlagChecked(t *testing.T) {
+	for _, args := range [][]string{{"local", "--port", "0"}, {"gateway", "run", "--port", "70000"}} {
+		home := t.TempDir()
+		r := skykoi(t, "", []string{"HOME=" + home, "SKYKOI_CONFIG_PATH="}, args...)
+		if r.code != 2 || !strings.Contains(r.stderr, "--port must be from 1 to 65535") {
+			t.Errorf("%v: exit %d, stderr %q", args, r.code, r.stderr)
+		}
+		if _, err := os.Stat(filepath.Join(home, ".skykoi", "skykoi.json")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%v: a config was written (%v)", args, err)
+		}
+	}
 }
