@@ -138,10 +138,7 @@ func rotateToken(path string) (string, error) {
 		return "", err
 	}
 	configgen.Set(tree, "gateway.auth.mode", "token")
-	auth, _ := configgen.Get(tree, "gateway.auth")
-	if m, ok := auth.(map[string]any); ok {
-		delete(m, "token")
-	}
+	configgen.Delete(tree, "gateway.auth.token")
 	configgen.Set(tree, "gateway.auth.tokenSha256", configgen.HashSecret(token))
 	out, err := configgen.Marshal(tree)
 	if err != nil {
