@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/skykoi/skykoi/configgen"
 	"github.com/skykoi/skykoi/gateway/bedrock/bedrocktest"
 	"github.com/skykoi/skykoi/gateway/protocol"
 	"github.com/skykoi/skykoi/gateway/session"
@@ -445,5 +446,63 @@ func TestAgentBadInput(t *testing.T) {
 		if r.OK || r.Error.Code != tt.code || (tt.msg != "" && r.Error.Message != tt.msg) {
 			t.Errorf("%s %v: got %+v, want %s %q", tt.method, tt.params, r.Error, tt.code, tt.msg)
 		}
+	}
+}
+
+// TestWorkspaceFollowsReload: after a reload moves the workspace, the next
+// run's system prompt names the new directory and reads its prompt files,
+// as the tools already do.
+func TestWorkspaceFollowsReload(t *testing.T) {
+	ts, fake := agentServer(t)
+	oldWS, newWS := filepath.Join(ts.dir, "koi"), filepath.Join(ts.dir, "koi-moved")
+	for dir, marker := range map[string]string{oldWS: "marker-from-old-workspace", newWS: "marker-from-new-workspace"} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "AGENTS.md"), []byte(marker+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, _ := dialConnected(t, ts)
+	turn := func(key string) string {
+		fake.Enqueue("*", bedrocktest.Reply{bedrocktest.Text("ok")})
+		id := c.request("agent", map[string]any{"message": "hi", "idempotencyKey": key})
+		if ack := c.readRes(id); !ack.OK {
+			t.Fatalf("ack %s", ack.Payload)
+		}
+		if final := c.readRes(id); !final.OK {
+			t.Fatalf("final %s", final.Payload)
+		}
+		reqs := fake.Requests()
+		return string(reqs[len(reqs)-1].Body)
+	}
+	if body := turn("before"); !strings.Contains(body, "marker-from-old-workspace") {
+		t.Fatalf("the first prompt lacks the workspace's AGENTS.md: %s", body)
+	}
+	raw, err := os.ReadFile(ts.opts.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := configgen.DecodeRaw(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	configgen.Set(tree, "agents.defaults.workspace", newWS)
+	out, err := configgen.Marshal(tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ts.opts.ConfigPath, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	body := turn("after")
+	if !strings.Contains(body, "marker-from-new-workspace") || strings.Contains(body, "marker-from-old-workspace") {
+		t.Errorf("after the reload the prompt does not come from the new workspace: %s", body)
+	}
+	if !strings.Contains(body, "Workspace: "+newWS) {
+		t.Errorf("the prompt does not name the new workspace: %s", body)
 	}
 }

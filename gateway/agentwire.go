@@ -50,7 +50,7 @@ func (s *Server) setupAgent(cfg configgen.Config) error {
 		Model:     modelOf{s},
 		Config:    s.cfg,
 		Emit:      s.emitAgentEvent,
-		Workspace: s.workspace(cfg),
+		Workspace: func() string { return s.workspace(s.cfg()) },
 		Clock:     s.opts.AgentClock,
 		Logger:    s.log.With("component", "agent"),
 		NewID:     newID,

@@ -69,8 +69,9 @@ type Options struct {
 	// Emit sends an event to clients; toolEvents marks agent events of the
 	// tool stream, which go only to clients with the tool-events cap.
 	Emit func(event string, payload any, toolEvents bool)
-	// Workspace is the agent's directory (prompt files are read from it).
-	Workspace string
+	// Workspace returns the agent's directory in force (prompt files are
+	// read from it); like Config, it changes on reload.
+	Workspace func() string
 	Clock     Clock
 	Logger    *slog.Logger
 	MaxSteps  int
@@ -335,10 +336,11 @@ func (r *Runtime) systemPrompt(extra string) []bedrock.SystemBlock {
 	b.WriteString("You are the person's own AI agent (a Koi), running on their own machine. " +
 		"You can run shell commands and read, write and edit files in your workspace with the tools you are given. " +
 		"Be direct, and say plainly when something failed.\n")
-	fmt.Fprintf(&b, "Workspace: %s\n", r.opts.Workspace)
+	ws := r.opts.Workspace()
+	fmt.Fprintf(&b, "Workspace: %s\n", ws)
 	total := 0
 	for _, name := range promptFiles {
-		data, err := readCapped(filepath.Join(r.opts.Workspace, name), promptFileCap)
+		data, err := readCapped(filepath.Join(ws, name), promptFileCap)
 		if err != nil || len(strings.TrimSpace(string(data))) == 0 {
 			continue
 		}
