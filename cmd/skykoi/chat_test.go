@@ -768,10 +768,12 @@ func TestChatLifeIgnoresInterrupt(t *testing.T) {
 	life, cancel := chatLife(interrupted)
 	defer cancel()
 	stop(errors.New(os.Interrupt.String() + " signal received"))
+	// chatLife reacts through context.AfterFunc, in a goroutine of its own:
+	// give it time to (wrongly) cancel before concluding it did not.
 	select {
 	case <-life.Done():
 		t.Fatal("the chat ended on the interrupt cancellation")
-	default:
+	case <-time.After(200 * time.Millisecond):
 	}
 
 	parent, stopParent := context.WithCancel(context.Background())
