@@ -214,7 +214,7 @@ func verifySigV4(r *http.Request) error {
 var stubs = map[string]string{
 	"systemctl": `if [[ $1 == restart && -e $STUB_STATE/fail-$2 ]]; then exit 1; fi
 if [[ $1 == is-enabled ]]; then [[ -e $STUB_STATE/enabled-$3 ]]; exit; fi
-if [[ $1 == enable ]]; then for u in "${@:2}"; do touch "$STUB_STATE/enabled-$u"; done; fi`,
+if [[ $1 == enable ]]; then for u in "${@:2}"; do [[ $u == --* ]] || touch "$STUB_STATE/enabled-$u"; done; fi`,
 	"apt-get": ``,
 	"blkid": `if [[ -e $STUB_STATE/pttype ]]; then
   printf 'DEVNAME=%s\nPTUUID=9f2a\nPTTYPE=gpt\n' "${@: -1}"
@@ -518,7 +518,7 @@ func TestBootstrapHappyPath(t *testing.T) {
 		"curl … --aws-sigv4 aws:amz:us-west-2:s3 … /skykoi-artifacts-123456789012/releases/v1.4.0/skykoi-linux-arm64",
 		"nginx -t",
 		"systemctl daemon-reload",
-		"systemctl enable nginx.service skykoi-gateway.service skykoi-console.service",
+		"systemctl enable --no-reload nginx.service skykoi-gateway.service skykoi-console.service",
 		"systemctl restart nginx.service",
 		"systemctl restart skykoi-gateway.service",
 		"curl … /readyz",
@@ -852,7 +852,7 @@ func TestBootstrapEnablesOnlyWhatIsNot(t *testing.T) {
 			enables = append(enables, c)
 		}
 	}
-	if want := []string{"systemctl enable skykoi-gateway.service skykoi-console.service"}; !slices.Equal(enables, want) {
+	if want := []string{"systemctl enable --no-reload skykoi-gateway.service skykoi-console.service"}; !slices.Equal(enables, want) {
 		t.Errorf("enable calls %q, want %q", enables, want)
 	}
 }

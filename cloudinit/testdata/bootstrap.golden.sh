@@ -435,7 +435,8 @@ enable_units() {
 		fi
 	done
 	if ((${#todo[@]} > 0)); then
-		systemctl enable "${todo[@]}"
+		# start_services has just reloaded systemd; enable would again.
+		systemctl enable --no-reload "${todo[@]}"
 	fi
 }
 
