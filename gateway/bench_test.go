@@ -37,12 +37,17 @@ func reportPercentiles(b *testing.B, samples []time.Duration, unit string) {
 }
 
 // BenchmarkHandshake: dial, challenge, connect, hello-ok.
-func BenchmarkHandshake(b *testing.B) {
+func BenchmarkHandshake(b *testing.B) { benchHandshake(b, 0) }
+
+// BenchmarkHandshakeHeld1000: the same with 1,000 idle authenticated
+// connections open, each read by a goroutine that discards what arrives
+// (presence included). With -memprofile it shows what one connect allocates
+// at that size (docs/PERFORMANCE.md).
+func BenchmarkHandshakeHeld1000(b *testing.B) { benchHandshake(b, 1000) }
+
+func benchHandshake(b *testing.B, held int) {
 	ts := quietServer(b)
-	samples := make([]time.Duration, 0, b.N)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		start := time.Now()
+	connect := func() *websocket.Conn {
 		ws, _, err := websocket.DefaultDialer.Dial(ts.url, nil)
 		if err != nil {
 			b.Fatal(err)
@@ -52,6 +57,27 @@ func BenchmarkHandshake(b *testing.B) {
 		if res := c.call("connect", connectParams()); !res.OK {
 			b.Fatal(res.Error)
 		}
+		return ws
+	}
+	for range held {
+		ws := connect()
+		go func() {
+			for {
+				if _, _, err := ws.NextReader(); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	if held > 0 {
+		time.Sleep(300 * time.Millisecond) // presence broadcasts settle
+	}
+	samples := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		ws := connect()
 		samples = append(samples, time.Since(start))
 		ws.Close()
 	}
