@@ -128,6 +128,13 @@ func TestVMKoi(t *testing.T) {
 				t.Errorf("the exec tool's result %q lacks %q: the command did not run in the VM as ubuntu", out, want)
 			}
 		}
+		if os.Getenv("SKYKOI_VMTEST_DIAG") != "" {
+			// Where the boot's time went, as docs/PERFORMANCE.md reports it.
+			out := h.turn(ctx, t, c, "vmtest: where did the boot's time go?",
+				"systemd-analyze time; systemd-analyze critical-chain cloud-final.service; "+
+					"sudo cloud-init analyze show; sudo cloud-init analyze blame | head -20")
+			t.Logf("boot timing in the guest:\n%s", out)
+		}
 		h.editConfig(ctx, t, c)
 		c.Close()
 		h.checkArtifactFetches(t, 1)
