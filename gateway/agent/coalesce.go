@@ -30,10 +30,11 @@ func RealClock() Clock { return realClock{} }
 type coalescer struct {
 	interval time.Duration
 	clock    Clock
-	emit     func(delta string) // called without c.mu held, in order
+	emit     func(delta string) // called with mu held: emissions stay in order
 
+	// mu guards the state below and serialises emissions between the
+	// caller and the timer.
 	mu       sync.Mutex
-	emitMu   sync.Mutex // keeps emissions in order between timer and caller
 	pending  []byte
 	lastSent time.Time
 	timer    Timer
@@ -49,25 +50,20 @@ func (c *coalescer) Add(delta string) {
 	if delta == "" {
 		return
 	}
-	c.emitMu.Lock()
-	defer c.emitMu.Unlock()
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.closed {
-		c.mu.Unlock()
 		return
 	}
 	c.pending = append(c.pending, delta...)
 	now := c.clock.Now()
 	if c.lastSent.IsZero() || now.Sub(c.lastSent) >= c.interval {
-		out := c.take(now)
-		c.mu.Unlock()
-		c.emit(out)
+		c.emit(c.take(now))
 		return
 	}
 	if c.timer == nil {
 		c.timer = c.clock.AfterFunc(c.interval-now.Sub(c.lastSent), c.onTimer)
 	}
-	c.mu.Unlock()
 }
 
 // take returns the pending text and marks it sent; c.mu is held.
@@ -83,41 +79,37 @@ func (c *coalescer) take(now time.Time) string {
 }
 
 func (c *coalescer) onTimer() {
-	c.emitMu.Lock()
-	defer c.emitMu.Unlock()
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.timer = nil
 	if c.closed || len(c.pending) == 0 {
-		c.mu.Unlock()
 		return
 	}
-	out := c.take(c.clock.Now())
-	c.mu.Unlock()
-	c.emit(out)
+	c.emit(c.take(c.clock.Now()))
 }
 
 // Flush emits pending text now.
 func (c *coalescer) Flush() {
-	c.emitMu.Lock()
-	defer c.emitMu.Unlock()
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.flushLocked()
+}
+
+func (c *coalescer) flushLocked() {
 	if len(c.pending) == 0 {
 		if c.timer != nil {
 			c.timer.Stop()
 			c.timer = nil
 		}
-		c.mu.Unlock()
 		return
 	}
-	out := c.take(c.clock.Now())
-	c.mu.Unlock()
-	c.emit(out)
+	c.emit(c.take(c.clock.Now()))
 }
 
 // Close flushes and stops the coalescer; later Adds are ignored.
 func (c *coalescer) Close() {
-	c.Flush()
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.flushLocked()
 	c.closed = true
-	c.mu.Unlock()
 }
