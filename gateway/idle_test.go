@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/skykoi/skykoi/internal/koi/ec2test"
 )
 
@@ -67,7 +66,6 @@ func TestIdleStopWiredIn(t *testing.T) {
 	clock := &manualClock{now: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)}
 	ts := startServer(t, withConfig("gateway.idle.stopAfterMinutes", 30), withOptions(func(o *Options) {
 		o.IMDSEndpoint, o.EC2Endpoint = imds.URL(), ec2.URL()
-		o.AWSCredentials = credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "session")
 		o.IdleClock, o.IdleCheckEvery = clock, time.Minute
 	}))
 	waitFor(t, "the idle watcher to start", func() bool { return ts.idle.Load() != nil && clock.pending() > 0 })

@@ -200,7 +200,7 @@ func (r *Runtime) execute(run *Run) {
 	entry, reset, err := r.opts.Sessions.Resolve(run.SessionKey)
 	em := &emitter{rt: r, run: run}
 	if err != nil {
-		r.fail(run, em, now, StatusError, "could not open the session: "+err.Error(), "", 0)
+		r.fail(run, em, now, "could not open the session: "+err.Error())
 		return
 	}
 	run.mu.Lock()
@@ -215,17 +215,17 @@ func (r *Runtime) execute(run *Run) {
 	if _, err := r.opts.Sessions.Append(run.SessionKey, session.Message{
 		Role: "user", Content: []session.Content{{Type: "text", Text: run.params.Message}}, RunID: run.ID,
 	}); err != nil {
-		r.fail(run, em, now, StatusError, "could not record the message: "+err.Error(), "", 0)
+		r.fail(run, em, now, "could not record the message: "+err.Error())
 		return
 	}
 	_, hist, err := r.opts.Sessions.History(run.SessionKey, historyLimit)
 	if err != nil {
-		r.fail(run, em, now, StatusError, "could not read the session history: "+err.Error(), "", 0)
+		r.fail(run, em, now, "could not read the session history: "+err.Error())
 		return
 	}
 	tl, err := r.opts.ToolsFor(entry.ExecSecurity)
 	if err != nil {
-		r.fail(run, em, now, StatusError, err.Error(), "", 0)
+		r.fail(run, em, now, err.Error())
 		return
 	}
 	l := &loop{rt: r, run: run, em: em, cfg: cfg, ctx: ctx, started: now, sessionModel: entry.Model,
@@ -547,12 +547,9 @@ func (l *loop) end(status, summary, code string) {
 }
 
 // fail ends a run that could not start its loop.
-func (r *Runtime) fail(run *Run, em *emitter, started time.Time, status, msg, code string, _ int) {
+func (r *Runtime) fail(run *Run, em *emitter, started time.Time, msg string) {
 	now := r.opts.Clock.Now()
 	em.agent("lifecycle", map[string]any{"phase": "error", "startedAt": started.UnixMilli(), "endedAt": now.UnixMilli(), "error": msg})
 	em.chat("error", map[string]any{"errorMessage": msg})
-	if code == "" {
-		code = protocol.CodeUnavailable
-	}
-	r.finish(run, Result{Status: status, Summary: msg, Error: msg, ErrorCode: code})
+	r.finish(run, Result{Status: StatusError, Summary: msg, Error: msg, ErrorCode: protocol.CodeUnavailable})
 }

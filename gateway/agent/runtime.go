@@ -317,15 +317,14 @@ func (r *Runtime) pruneLocked(now time.Time) {
 }
 
 // finish records a run's terminal state exactly once.
-func (r *Runtime) finish(run *Run, res Result) bool {
+func (r *Runtime) finish(run *Run, res Result) {
 	if !run.setResult(res, r.opts.Clock.Now()) {
-		return false
+		return
 	}
 	r.mu.Lock()
 	r.finished = append(r.finished, run)
 	r.mu.Unlock()
 	r.active.Done()
-	return true
 }
 
 // systemPrompt assembles the workspace's prompt files and the caller's

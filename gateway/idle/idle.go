@@ -98,9 +98,6 @@ func New(opts Options) (*Watcher, error) {
 	return &Watcher{o: opts}, nil
 }
 
-// StopAfter is the configured idle period.
-func (w *Watcher) StopAfter() time.Duration { return w.o.StopAfter }
-
 // Touch records activity now. Activity is only sampled every CheckEvery,
 // so a connection or run that begins and ends between two checks would go
 // unseen; the gateway calls Touch when a connection closes or a run ends
