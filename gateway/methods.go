@@ -125,8 +125,9 @@ func (s *Server) healthLocked() Health {
 		h.Model.Error = s.model.reason
 	}
 	if s.sessions != nil {
-		h.Sessions.Count = s.sessions.Count()
-		for _, e := range s.sessions.Recent(5) {
+		count, recent := s.sessions.Summary(5)
+		h.Sessions.Count = count
+		for _, e := range recent {
 			h.Sessions.Recent = append(h.Sessions.Recent, RecentSession{Key: e.Key, UpdatedAt: e.UpdatedAt})
 		}
 	}

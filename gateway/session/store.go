@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -774,10 +775,42 @@ func (s *Store) Count() int {
 
 // Recent returns the n most recently updated sessions.
 func (s *Store) Recent(n int) []Entry {
-	if n <= 0 {
-		return []Entry{}
+	_, recent := s.Summary(n)
+	return recent
+}
+
+// Summary returns the number of sessions and the n most recently updated,
+// in List's order, in one pass and without copying or sorting them all:
+// health asks on every connect.
+func (s *Store) Summary(n int) (count int, recent []Entry) {
+	recent = make([]Entry, 0, max(n, 0))
+	newer := func(a, b Entry) bool {
+		if a.UpdatedAt != b.UpdatedAt {
+			return a.UpdatedAt > b.UpdatedAt
+		}
+		return a.Key < b.Key
 	}
-	return s.List(ListOptions{Limit: n})
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, st := range s.sessions {
+		if st.pending || st.deleting {
+			continue
+		}
+		count++
+		e := st.entry
+		if n <= 0 || len(recent) == n && !newer(e, recent[n-1]) {
+			continue
+		}
+		i := len(recent)
+		for i > 0 && newer(e, recent[i-1]) {
+			i--
+		}
+		if len(recent) == n {
+			recent = recent[:n-1]
+		}
+		recent = slices.Insert(recent, i, e)
+	}
+	return count, recent
 }
 
 // Usage reports token usage over the last days local days, today included

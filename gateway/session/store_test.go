@@ -749,3 +749,26 @@ func TestStaleTempFilesRemoved(t *testing.T) {
 		t.Error("stale temp file left")
 	}
 }
+
+// TestSummaryMatchesList: the one-pass Summary gives List's count and order
+// for every n, ties on UpdatedAt included.
+func TestSummaryMatchesList(t *testing.T) {
+	env := newEnv(t)
+	s := env.open(t)
+	for i := range 20 {
+		k := fmt.Sprintf("s%02d", (i*7)%20) // keys not in time order
+		mustResolve(t, s, k)
+		mustAppend(t, s, k, textMsg("user", "hi"))
+		if i%3 != 0 { // every third shares its time with the next
+			env.clk.Add(time.Minute)
+		}
+	}
+	all := s.List(ListOptions{})
+	for n := 0; n <= 22; n++ {
+		count, recent := s.Summary(n)
+		want := all[:min(max(n, 0), len(all))]
+		if count != len(all) || !reflect.DeepEqual(recent, want) {
+			t.Fatalf("Summary(%d) = %d, %v; want %d, %v", n, count, recent, len(all), want)
+		}
+	}
+}
