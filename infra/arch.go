@@ -88,18 +88,9 @@ func inspectBinary(path string) (binaryInfo, error) {
 		return binaryInfo{}, fmt.Errorf("opening the gateway binary: %w", err)
 	}
 	defer f.Close()
-	ef, err := elf.NewFile(f)
+	arch, err := elfArch(path, f)
 	if err != nil {
-		return binaryInfo{}, fmt.Errorf("%s is not a Linux executable: %w", path, err)
-	}
-	var info binaryInfo
-	switch ef.Machine {
-	case elf.EM_X86_64:
-		info.arch = AMD64
-	case elf.EM_AARCH64:
-		info.arch = ARM64
-	default:
-		return binaryInfo{}, fmt.Errorf("%s is built for %s; a Koi runs amd64 or arm64", path, ef.Machine)
+		return binaryInfo{}, err
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return binaryInfo{}, fmt.Errorf("reading %s: %w", path, err)
@@ -108,6 +99,35 @@ func inspectBinary(path string) (binaryInfo, error) {
 	if _, err := io.Copy(h, f); err != nil {
 		return binaryInfo{}, fmt.Errorf("hashing %s: %w", path, err)
 	}
-	info.sha256 = hex.EncodeToString(h.Sum(nil))
-	return info, nil
+	return binaryInfo{arch: arch, sha256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// binaryArch reads only the binary's ELF header: the config check needs
+// the architecture, and NewKoi hashes the file once afterwards.
+func binaryArch(path string) (Arch, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("opening the gateway binary: %w", err)
+	}
+	defer f.Close()
+	return elfArch(path, f)
+}
+
+func elfArch(path string, f io.ReaderAt) (Arch, error) {
+	ef, err := elf.NewFile(f)
+	if err != nil {
+		return "", fmt.Errorf("%s is not a Linux executable: %w", path, err)
+	}
+	switch ef.Machine {
+	case elf.EM_X86_64:
+		return AMD64, nil
+	case elf.EM_AARCH64:
+		return ARM64, nil
+	}
+	return "", fmt.Errorf("%s is built for %s; a Koi runs amd64 or arm64", path, ef.Machine)
+}
+
+// archMismatch says a binary cannot run on the instance type.
+func archMismatch(path string, got Arch, instanceType string, want Arch) error {
+	return fmt.Errorf("%s is built for %s, but %s is %s; use dist/skykoi-linux-%s", path, got, instanceType, want, want)
 }

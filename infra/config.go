@@ -251,15 +251,14 @@ func (r *configReader) checkBinary(a KoiArgs) {
 	if err != nil {
 		return
 	}
-	info, err := inspectBinary(a.GatewayBinary)
+	got, err := binaryArch(a.GatewayBinary)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		r.bad(KeyGatewayBinary, "%s does not exist; build it with `make dist` (or set %s:%s to the binary's path)",
 			a.GatewayBinary, ConfigNamespace, KeyGatewayBinary)
 	case err != nil:
 		r.bad(KeyGatewayBinary, "%v", err)
-	case info.arch != arch:
-		r.bad(KeyGatewayBinary, "%s is built for %s, but %s is %s; use dist/skykoi-linux-%s",
-			a.GatewayBinary, info.arch, a.InstanceType, arch, arch)
+	case got != arch:
+		r.bad(KeyGatewayBinary, "%v", archMismatch(a.GatewayBinary, got, a.InstanceType, arch))
 	}
 }

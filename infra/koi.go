@@ -320,7 +320,7 @@ func NewKoi(ctx *pulumi.Context, name string, args KoiArgs, opts ...pulumi.Resou
 		return nil, fmt.Errorf("koi %s: %w", name, err)
 	}
 	if bin.arch != arch {
-		return nil, fmt.Errorf("koi %s: %s is built for %s, but %s is %s", name, args.GatewayBinary, bin.arch, args.InstanceType, arch)
+		return nil, fmt.Errorf("koi %s: %w", name, archMismatch(args.GatewayBinary, bin.arch, args.InstanceType, arch))
 	}
 
 	k := &Koi{}
