@@ -62,17 +62,6 @@ func TestArchOf(t *testing.T) {
 	}
 }
 
-func TestAMINamePattern(t *testing.T) {
-	for arch, want := range map[Arch]string{
-		AMD64: "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*",
-		ARM64: "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-arm64-server-*",
-	} {
-		if got := AMINamePattern(arch); got != want {
-			t.Errorf("AMINamePattern(%s) = %q, want %q", arch, got, want)
-		}
-	}
-}
-
 func TestKoiName(t *testing.T) {
 	for _, tc := range []struct{ stack, want, err string }{
 		{"dev", "skykoi-dev", ""},
