@@ -204,6 +204,17 @@ func (o Options) tlsConfig() (*tls.Config, error) {
 	return cfg, nil
 }
 
+// PinnedTLSConfig is a TLS configuration verified only by the pin: the
+// SHA-256 of the server's leaf certificate must equal fingerprint (the
+// self-signed certificate of a Koi's nginx has no chain to check). A
+// mismatch fails the handshake with a *FingerprintError.
+func PinnedTLSConfig(fingerprint string) (*tls.Config, error) {
+	if fingerprint == "" {
+		return nil, errors.New("no fingerprint to pin")
+	}
+	return Options{TLSFingerprintSHA256: fingerprint}.tlsConfig()
+}
+
 // FingerprintError is a TLS handshake refused because the server's
 // certificate is not the pinned one.
 type FingerprintError struct {

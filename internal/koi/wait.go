@@ -2,9 +2,6 @@ package koi
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -385,27 +382,9 @@ func (e *pinError) Unwrap() error { return e.err }
 // *client.FingerprintError. The gateway's /readyz answers 200
 // {"ok":true,...} when it accepts work.
 func CheckReadyz(ctx context.Context, url, fingerprint string) error {
-	want, err := client.ParseFingerprint(fingerprint)
+	cfg, err := client.PinnedTLSConfig(fingerprint)
 	if err != nil {
 		return &pinError{err}
-	}
-	cfg := &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		// Switches off only the chain and host name checks, which a
-		// self-signed certificate cannot pass; VerifyConnection below
-		// still runs on every handshake (resumed ones included), so the
-		// pin is the verification.
-		InsecureSkipVerify: true,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return &pinError{errors.New("TLS: the server presented no certificate to check the fingerprint against")}
-			}
-			got := sha256.Sum256(cs.PeerCertificates[0].Raw)
-			if subtle.ConstantTimeCompare(got[:], want) != 1 {
-				return &client.FingerprintError{Want: client.FormatFingerprint(want), Got: client.FormatFingerprint(got[:])}
-			}
-			return nil
-		},
 	}
 	hc := &http.Client{
 		Transport: &http.Transport{
