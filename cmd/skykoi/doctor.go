@@ -21,6 +21,7 @@ import (
 	"github.com/skykoi/skykoi/cloudinit"
 	"github.com/skykoi/skykoi/configgen"
 	"github.com/skykoi/skykoi/gateway/bedrock"
+	"github.com/skykoi/skykoi/gateway/client"
 	"github.com/spf13/cobra"
 )
 
@@ -160,7 +161,7 @@ func (d *doctor) checkStateDir(dir string) {
 		if err != nil {
 			return nil
 		}
-		if e.IsDir() && info.Mode().Perm()&0o077 != 0 || !e.IsDir() && info.Mode().Perm()&0o077 != 0 {
+		if info.Mode().Perm()&0o077 != 0 {
 			if len(loose) < 5 {
 				loose = append(loose, fmt.Sprintf("%s is %o", p, info.Mode().Perm()))
 			}
@@ -332,17 +333,12 @@ func (d *doctor) checkKoi() {
 		return
 	}
 	sum := sha256.Sum256(cert.Raw)
-	fp := fmt.Sprintf("%X", sum[:])
-	var parts []string
-	for i := 0; i < len(fp); i += 2 {
-		parts = append(parts, fp[i:i+2])
-	}
 	if left := time.Until(cert.NotAfter); left < 30*24*time.Hour {
 		d.add("TLS certificate", checkWarn, fmt.Sprintf("expires %s", cert.NotAfter.Format(time.DateOnly)),
 			"delete it and rerun the bootstrap to make a new one (clients pinning the old fingerprint need the new one)")
 		return
 	}
-	d.add("TLS certificate", checkOK, fmt.Sprintf("SHA-256 %s, names %v, valid until %s", strings.Join(parts, ":"),
+	d.add("TLS certificate", checkOK, fmt.Sprintf("SHA-256 %s, names %v, valid until %s", client.FormatFingerprint(sum[:]),
 		append(cert.DNSNames, ipStrings(cert.IPAddresses)...), cert.NotAfter.Format(time.DateOnly)), "")
 }
 
