@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/skykoi/skykoi/internal/atomicfile"
 	"io"
 	"io/fs"
 	"math"
@@ -236,7 +237,7 @@ func (s *Set) writeTool(input json.RawMessage) Result {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return failure("io_error", "write: creating parent directories of %s: %v", p, err)
 	}
-	if err := atomicWrite(p, []byte(content), mode); err != nil {
+	if err := atomicfile.Write(p, []byte(content), mode); err != nil {
 		return failure("io_error", "write: %v", err)
 	}
 	verb := "Overwrote"
@@ -309,7 +310,7 @@ func (s *Set) editTool(input json.RawMessage) Result {
 	if int64(len(updated)) > s.maxWrite {
 		return failure("too_large", "edit: the result would be %d bytes; the limit is %d", len(updated), s.maxWrite)
 	}
-	if err := atomicWrite(p, []byte(updated), fi.Mode().Perm()); err != nil {
+	if err := atomicfile.Write(p, []byte(updated), fi.Mode().Perm()); err != nil {
 		return failure("io_error", "edit: %v", err)
 	}
 	replaced := 1
@@ -324,51 +325,4 @@ func (s *Set) editTool(input json.RawMessage) Result {
 		Text:    fmt.Sprintf("Replaced %d %s in %s (now %d bytes).", replaced, word, p, len(updated)),
 		Details: map[string]any{"path": p, "replacements": replaced, "bytes": len(updated)},
 	}
-}
-
-// atomicWrite replaces p with data so that a crash leaves either the old or
-// the new file, never a torn one: temp file in the same directory, fsync,
-// rename, then fsync the directory so the rename itself is durable.
-func atomicWrite(p string, data []byte, mode fs.FileMode) error {
-	dir, base := filepath.Split(p)
-	if len(base) > 100 {
-		// Keep the temp name under NAME_MAX whatever the target's length.
-		base = base[:100]
-		base = base[:len(base)-incompleteSuffix([]byte(base))]
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("creating a temp file next to %s: %w", p, err)
-	}
-	tmp := f.Name()
-	done := false
-	defer func() {
-		if !done {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("writing %s: %w", tmp, err)
-	}
-	if err := f.Chmod(mode); err != nil {
-		return fmt.Errorf("setting the mode of %s: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("closing %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return fmt.Errorf("renaming into place %s: %w", p, err)
-	}
-	done = true
-	if d, err := os.Open(dir); err == nil {
-		// Best effort: some filesystems refuse fsync on directories, and the
-		// data itself is already safe.
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
 }
