@@ -5,13 +5,15 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/skykoi/skykoi/gateway/protocol"
 )
 
 const (
 	// AgentID is the only agent a Koi has.
-	AgentID = "main"
+	AgentID = protocol.DefaultAgentID
 	// MainKey is the session every direct chat lands in by default.
-	MainKey = "agent:main:main"
+	MainKey = protocol.MainSessionKey
 
 	keyPrefix = "agent:" + AgentID + ":"
 	// maxKeyLen bounds keys in bytes: they are stored in the index and echoed
