@@ -4,58 +4,28 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/skykoi/skykoi/configgen"
-	"github.com/skykoi/skykoi/gateway"
 	"github.com/skykoi/skykoi/gateway/bedrock/bedrocktest"
 )
 
-// benchGateway starts an in-process gateway with a fake Bedrock and returns
-// its ws URL and a token file.
+// benchGateway starts the chat tests' in-process gateway with a fake Bedrock
+// and returns its ws URL and a file holding its token.
 func benchGateway(t *testing.T) (string, string) {
 	t.Helper()
 	fake := bedrocktest.NewServer()
 	t.Cleanup(fake.Close)
 	fake.SetDefault(bedrocktest.Reply{bedrocktest.TextDeltas(50, "tok ")})
 	dir := t.TempDir()
-	const token = "bench-cmd-token-0123456789abcdefghijklmnopqrstuvwxyz"
-	cfgJSON := `{gateway: {mode: "local", auth: {tokenSha256: "` + configgen.HashSecret(token) + `"}},
-		agents: {defaults: {workspace: "` + filepath.Join(dir, "koi") + `"}},
-		models: {providers: {"amazon-bedrock": {region: "us-east-1", endpoint: "` + fake.URL() + `"}}}}`
-	path := filepath.Join(dir, "skykoi.json")
-	if err := os.WriteFile(path, []byte(cfgJSON), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := configgen.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := gateway.New(gateway.Options{Config: cfg, ConfigPath: path, Addr: "127.0.0.1:0",
-		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
-		AWSCredentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "session")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = srv.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	for srv.Addr() == nil || !srv.Ready() {
-		time.Sleep(2 * time.Millisecond)
-	}
+	g := startChatGW(t, fake, dir, "127.0.0.1:0")
 	tokenFile := filepath.Join(dir, "token")
-	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(tokenFile, []byte(chatTestToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return "ws://" + srv.Addr().String() + "/", tokenFile
+	return g.url, tokenFile
 }
 
 func TestBenchCommand(t *testing.T) {
