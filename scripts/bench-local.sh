@@ -27,12 +27,8 @@ fake=$(head -n 1 "$work/fake.url")
 token=$("$work/skykoi" token new 2>/dev/null)
 printf '%s\n' "$token" >"$work/token"
 port=18799
-hash=$(printf '%s' "$token" | sha256sum | cut -d' ' -f1)
-cat >"$work/skykoi.json" <<JSON
-{gateway: {mode: "local", port: $port, auth: {tokenSha256: "$hash"}},
- agents: {defaults: {workspace: "$work/koi"}}, logging: {level: "warn"},
- models: {providers: {"amazon-bedrock": {region: "us-east-1", endpoint: "$fake"}}}}
-JSON
+"$work/skykoi" config generate --token-stdin -o "$work/skykoi.json" --port "$port" \
+	--workspace "$work/koi" --log-level warn --region us-east-1 --endpoint "$fake" <"$work/token"
 AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench AWS_EC2_METADATA_DISABLED=true \
 	"$work/skykoi" gateway run --config "$work/skykoi.json" 2>"$work/gateway.log" &
 pids+=($!)
