@@ -9,10 +9,9 @@ LDFLAGS := -s -w -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/interna
 DEB_TOOLS := nginx:nginx-light cloud-init:cloud-init shellcheck:shellcheck chromium:chromium curl:curl openssl:openssl
 # The VM test's host side: qemu (TCG), qemu-img for the overlays,
 # debootstrap for the image, socat for qemu's guest forwards, e2fsprogs for
-# mkfs.ext4 -d (the image) and debugfs (guest logs after a failure), and
-# cloud-localds for a NoCloud seed when booting the image by hand.
+# mkfs.ext4 -d (the image) and debugfs (guest logs after a failure).
 DEB_TOOLS += qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils debootstrap:debootstrap \
-	cloud-localds:cloud-image-utils socat:socat mkfs.ext4:e2fsprogs
+	socat:socat mkfs.ext4:e2fsprogs
 
 .PHONY: all build deps test vet fuzz soak dist clean vmimage vmtest golden
 
