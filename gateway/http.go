@@ -26,7 +26,7 @@ func (s *Server) routes() http.Handler {
 		}
 		// Read per request so a reload that turns the page off (or on)
 		// takes effect without a restart.
-		if s.live.Load().cfg.Gateway.ControlUI.Enabled && webui.Serves(r.URL.Path) {
+		if s.live.Load().cfg.Gateway.ControlUI.Enabled && ui.Serves(r.URL.Path) {
 			ui.ServeHTTP(w, r)
 			return
 		}

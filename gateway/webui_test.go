@@ -231,8 +231,8 @@ func TestWebUIHandlerAlone(t *testing.T) {
 		if rec.h.Get("Content-Security-Policy") != webui.ContentSecurityPolicy {
 			t.Errorf("%s without CSP", tc.path)
 		}
-		if webui.Serves(tc.path) != (tc.code == 200) {
-			t.Errorf("Serves(%q) = %v", tc.path, webui.Serves(tc.path))
+		if h.Serves(tc.path) != (tc.code == 200) {
+			t.Errorf("Serves(%q) = %v", tc.path, h.Serves(tc.path))
 		}
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"io/fs"
 	"net/http"
 	"path"
-	"strings"
 	"time"
 )
 
@@ -37,7 +36,8 @@ type asset struct {
 	etag  string
 }
 
-type handler struct {
+// Page serves the embedded page; see Handler.
+type Page struct {
 	assets map[string]asset // URL path → file
 }
 
@@ -45,8 +45,8 @@ type handler struct {
 // is 404 and methods other than GET and HEAD are 405. Responses carry
 // Cache-Control: no-cache with an ETag, so a browser revalidates after a
 // gateway upgrade instead of running a stale page against a newer protocol.
-func Handler() http.Handler {
-	h := &handler{assets: map[string]asset{}}
+func Handler() *Page {
+	h := &Page{assets: map[string]asset{}}
 	entries, err := fs.ReadDir(static, "static")
 	if err != nil {
 		// The directory is compiled in; failing to read it is a build defect.
@@ -73,16 +73,9 @@ func Handler() http.Handler {
 
 // Serves reports whether p is one of the page's URLs, so a server that mounts
 // the page at its root can keep answering every other path itself.
-func Serves(p string) bool {
-	if p == "/" {
-		return true
-	}
-	name := strings.TrimPrefix(p, "/")
-	if name == p || name == "index.html" || strings.Contains(name, "/") || !fs.ValidPath(name) {
-		return false
-	}
-	fi, err := fs.Stat(static, "static/"+name)
-	return err == nil && !fi.IsDir()
+func (h *Page) Serves(p string) bool {
+	_, ok := h.assets[p]
+	return ok
 }
 
 // contentType is explicit rather than mime.TypeByExtension, whose answer
@@ -117,7 +110,7 @@ func SetSecurityHeaders(h http.Header) {
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
 }
 
-func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *Page) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	SetSecurityHeaders(w.Header())
 	a, ok := h.assets[r.URL.Path]
 	if !ok {
