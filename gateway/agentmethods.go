@@ -255,8 +255,7 @@ func (s *Server) mChatSend(cl *call) (any, *protocol.Error) {
 	}
 	switch strings.TrimSpace(*p.Message) {
 	case "/new", "/reset":
-		aborted := s.runtime.Abort(key, "")
-		entry, err := s.resetSession(key)
+		entry, aborted, err := s.resetSession(key)
 		if err != nil {
 			return nil, sessionError(err)
 		}
@@ -288,15 +287,17 @@ func (s *Server) mChatSend(cl *call) (any, *protocol.Error) {
 	}
 }
 
-// resetSession starts a fresh session, after the caller has aborted its
-// runs, and tells clients.
-func (s *Server) resetSession(key string) (session.Entry, error) {
+// resetSession aborts key's runs (a run must not write into the new
+// transcript), starts a fresh session and tells clients. It returns the
+// aborted run ids.
+func (s *Server) resetSession(key string) (session.Entry, []string, error) {
+	aborted := s.runtime.Abort(key, "")
 	entry, err := s.sessions.Reset(key)
 	if err != nil {
-		return entry, err
+		return entry, aborted, err
 	}
 	s.emitAgentEvent(protocol.EventSessionsChanged, map[string]any{"keys": []string{key}, "reason": "reset"}, false)
-	return entry, nil
+	return entry, aborted, nil
 }
 
 func (s *Server) mChatHistory(cl *call) (any, *protocol.Error) {
@@ -479,9 +480,7 @@ func (s *Server) mSessionsReset(cl *call) (any, *protocol.Error) {
 	if perr != nil {
 		return nil, perr
 	}
-	// A run must not write into the new transcript: stop it first.
-	s.runtime.Abort(key, "")
-	entry, err := s.resetSession(key)
+	entry, _, err := s.resetSession(key)
 	if err != nil {
 		return nil, sessionError(err)
 	}
