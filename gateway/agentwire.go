@@ -54,6 +54,8 @@ func (s *Server) setupAgent(cfg configgen.Config) error {
 		Clock:     s.opts.AgentClock,
 		Logger:    s.log.With("component", "agent"),
 		NewID:     newID,
+		// A run that just ended was activity, even with nobody connected.
+		OnRunEnd: func() { s.idle.Load().Touch() },
 	})
 	return nil
 }
@@ -201,11 +203,6 @@ func (s *Server) checkModelCredentials(ctx context.Context) {
 // emitAgentEvent broadcasts run events to every client with operator.read;
 // tool-stream events only to clients that declared the tool-events cap.
 func (s *Server) emitAgentEvent(event string, payload any, toolEvents bool) {
-	if event == protocol.EventChat {
-		if p, ok := payload.(map[string]any); ok && p["state"] != "delta" {
-			s.idle.Load().Touch() // a run just ended: that was activity
-		}
-	}
 	s.broadcast(event, payload, func(c *conn) bool {
 		return c.scopes[protocol.ScopeRead] && (!toolEvents || c.caps[protocol.CapToolEvents])
 	}, false)

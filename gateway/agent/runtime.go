@@ -79,6 +79,9 @@ type Options struct {
 	IdempotencyTTL time.Duration
 	// NewID makes run ids (UUIDs).
 	NewID func() string
+	// OnRunEnd, when set, is called once per run as it reaches its
+	// terminal state (the gateway counts it as activity for the idle stop).
+	OnRunEnd func()
 }
 
 // Runtime owns every run.
@@ -324,6 +327,9 @@ func (r *Runtime) finish(run *Run, res Result) {
 	r.mu.Lock()
 	r.finished = append(r.finished, run)
 	r.mu.Unlock()
+	if r.opts.OnRunEnd != nil {
+		r.opts.OnRunEnd()
+	}
 	r.active.Done()
 }
 
