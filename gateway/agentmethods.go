@@ -52,6 +52,22 @@ func sessionError(err error) *protocol.Error {
 	}
 }
 
+// submitError maps a refused Submit: both refusals (a drain, a full queue)
+// pass, so both are retryable; a full queue also says when to try again.
+func submitError(err error) *protocol.Error {
+	e := &protocol.Error{Code: protocol.CodeUnavailable, Message: err.Error(), Retryable: true}
+	var qf *agent.QueueFullError
+	if errors.As(err, &qf) {
+		e.RetryAfterMs = qf.RetryAfter.Milliseconds()
+		scope := "total"
+		if qf.Session {
+			scope = "session"
+		}
+		e.Details = map[string]any{"reason": "queue_full", "scope": scope, "limit": qf.Limit}
+	}
+	return e
+}
+
 // sessionKey normalizes an optional key ("" = main).
 func sessionKey(k string) (string, *protocol.Error) {
 	key, err := session.NormalizeKey(k)
@@ -139,7 +155,7 @@ func (s *Server) mAgent(cl *call) (any, *protocol.Error) {
 	run, _, err := s.runtime.Submit(agent.SubmitParams{SessionKey: key, Message: *p.Message, IdempotencyKey: p.IdempotencyKey,
 		Thinking: p.Thinking, Timeout: timeout, ExtraSystemPrompt: p.ExtraSystemPrompt})
 	if err != nil {
-		return nil, &protocol.Error{Code: protocol.CodeUnavailable, Message: err.Error(), Retryable: true}
+		return nil, submitError(err)
 	}
 	cl.answered = true
 	cl.c.sendRes(cl.req.ID, map[string]any{"runId": run.ID, "sessionKey": run.SessionKey, "agentId": protocol.DefaultAgentID,
@@ -274,7 +290,7 @@ func (s *Server) mChatSend(cl *call) (any, *protocol.Error) {
 	run, existing, err := s.runtime.Submit(agent.SubmitParams{SessionKey: key, Message: *p.Message,
 		IdempotencyKey: p.IdempotencyKey, Thinking: p.Thinking, Timeout: timeout})
 	if err != nil {
-		return nil, &protocol.Error{Code: protocol.CodeUnavailable, Message: err.Error(), Retryable: true}
+		return nil, submitError(err)
 	}
 	if !existing {
 		return map[string]any{"runId": run.ID, "status": "started"}, nil
