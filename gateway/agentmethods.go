@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,6 +36,14 @@ const (
 	maxMessageChars = 1 << 20 // a message larger than this is almost surely a mistake
 	maxIdemKeyLen   = 256
 	maxExtraPrompt  = 64 << 10
+	// sessions.preview bounds; with them, one answer is at most about
+	// 100 keys x 100 items x 4096 characters before the response budget.
+	maxPreviewKeys  = 100
+	maxPreviewLimit = 100
+	maxPreviewChars = 4096
+	// maxKeyJSON bounds one requested sessions.preview key, which is echoed
+	// back as sent, valid or not.
+	maxKeyJSON = 1024
 )
 
 func invalid(msg string) *protocol.Error { return protocol.Errorf(protocol.CodeInvalidRequest, msg) }
@@ -339,15 +349,16 @@ func (s *Server) mChatHistory(cl *call) (any, *protocol.Error) {
 	if errors.Is(err, session.ErrNotFound) && key == session.MainKey {
 		// The main session exists from the first message on; before that it
 		// is simply empty.
-		return map[string]any{"sessionKey": key, "sessionId": nil, "messages": []any{}}, nil
+		return map[string]any{"sessionKey": key, "sessionId": nil, "messages": []any{}, "truncated": false, "omitted": 0}, nil
 	}
 	if err != nil {
 		return nil, sessionError(err)
 	}
-	if msgs == nil {
-		msgs = []session.Message{}
-	}
-	return map[string]any{"sessionKey": key, "sessionId": sid, "messages": msgs}, nil
+	kept, omitted := fitItems(msgs, responseBudget-envelopeSlack, true,
+		func(m session.Message) historyMessage { return clipMessage(m, maxHistoryMessageBytes) })
+	return map[string]any{"sessionKey": key, "sessionId": sid, "messages": kept,
+		"truncated": omitted > 0 || slices.ContainsFunc(kept, func(m historyMessage) bool { return m.Truncated }),
+		"omitted":   omitted}, nil
 }
 
 func (s *Server) mChatAbort(cl *call) (any, *protocol.Error) {
@@ -415,8 +426,8 @@ func (s *Server) mSessionsList(cl *call) (any, *protocol.Error) {
 		return nil, invalid("invalid params: limit and activeMinutes must not be negative")
 	}
 	entries := s.sessions.List(session.ListOptions{Limit: p.Limit, ActiveMinutes: p.ActiveMinutes, Search: p.Search})
-	out := make([]map[string]any, 0, len(entries))
-	for _, e := range entries {
+	// Most recently updated first, so what does not fit is the stalest.
+	out, omitted := fitItems(entries, responseBudget-envelopeSlack, false, func(e session.Entry) map[string]any {
 		row := map[string]any{"key": e.Key, "sessionId": e.SessionID, "kind": session.KeyKind(e.Key), "updatedAt": e.UpdatedAt,
 			"inputTokens": e.InputTokens, "outputTokens": e.OutputTokens, "totalTokens": e.TotalTokens}
 		for k, v := range map[string]string{"label": e.Label, "derivedTitle": e.DerivedTitle,
@@ -425,9 +436,10 @@ func (s *Server) mSessionsList(cl *call) (any, *protocol.Error) {
 				row[k] = v
 			}
 		}
-		out = append(out, row)
-	}
-	return map[string]any{"ts": s.opts.Now().UnixMilli(), "count": len(out), "sessions": out}, nil
+		return row
+	})
+	return map[string]any{"ts": s.opts.Now().UnixMilli(), "count": len(out), "sessions": out,
+		"truncated": omitted > 0, "omitted": omitted}, nil
 }
 
 func (s *Server) mSessionsPreview(cl *call) (any, *protocol.Error) {
@@ -442,10 +454,38 @@ func (s *Server) mSessionsPreview(cl *call) (any, *protocol.Error) {
 	if len(p.Keys) == 0 {
 		return nil, invalid("invalid params: keys must be a non-empty array of session keys")
 	}
-	if len(p.Keys) > 100 {
+	if len(p.Keys) > maxPreviewKeys {
 		return nil, invalid("invalid params: at most 100 keys")
 	}
-	return map[string]any{"ts": s.opts.Now().UnixMilli(), "previews": s.sessions.Preview(p.Keys, p.Limit, p.MaxChars)}, nil
+	if p.Limit < 0 || p.Limit > maxPreviewLimit {
+		return nil, invalid("invalid params: limit must be from 1 to 100 (0 or absent: 12)")
+	}
+	if p.MaxChars < 0 || p.MaxChars > maxPreviewChars {
+		return nil, invalid("invalid params: maxChars must be from 1 to 4096 (0 or absent: 240)")
+	}
+	for _, k := range p.Keys {
+		if len(k) > maxKeyJSON {
+			return nil, invalid("invalid params: each key must be at most 1024 bytes")
+		}
+	}
+	previews := s.sessions.Preview(p.Keys, p.Limit, p.MaxChars)
+	// Every requested key keeps its entry, in order; the ones past the
+	// budget come without items and marked, so room for those is set aside.
+	stub := func(pv session.Preview) session.Preview {
+		pv.Items, pv.Truncated = []session.PreviewItem{}, true
+		return pv
+	}
+	reserve := 0
+	for _, pv := range previews {
+		b, _ := json.Marshal(stub(pv))
+		reserve += len(b) + 1
+	}
+	kept, omitted := fitItems(previews, responseBudget-envelopeSlack-reserve, false,
+		func(pv session.Preview) session.Preview { return pv })
+	for _, pv := range previews[len(kept):] {
+		kept = append(kept, stub(pv))
+	}
+	return map[string]any{"ts": s.opts.Now().UnixMilli(), "previews": kept, "truncated": omitted > 0}, nil
 }
 
 func (s *Server) mSessionsPatch(cl *call) (any, *protocol.Error) {
