@@ -133,7 +133,9 @@ func TestChatHistoryBounded(t *testing.T) {
 		},
 		{
 			name: "small history is whole",
-			msgs: func() []session.Message { return []session.Message{textMessage("user", "hi"), textMessage("assistant", "hello")} },
+			msgs: func() []session.Message {
+				return []session.Message{textMessage("user", "hi"), textMessage("assistant", "hello")}
+			},
 			check: func(t *testing.T, p historyPayload) {
 				if p.Truncated || p.Omitted == nil || *p.Omitted != 0 || len(p.Messages) != 2 {
 					t.Errorf("truncated %v omitted %v messages %d", p.Truncated, p.Omitted, len(p.Messages))
