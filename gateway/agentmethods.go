@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -30,6 +31,9 @@ func (s *Server) agentMethods() map[string]method {
 		"usage.status":     {protocol.ScopeRead, s.mUsageStatus},
 	}
 }
+
+// resetAbortWait bounds how long a reset waits for the runs it aborted.
+const resetAbortWait = 10 * time.Second
 
 // Limits on what one request may carry.
 const (
@@ -318,6 +322,23 @@ func (s *Server) mChatSend(cl *call) (any, *protocol.Error) {
 // aborted run ids.
 func (s *Server) resetSession(key string) (session.Entry, []string, error) {
 	aborted := s.runtime.Abort(key, "")
+	// An aborted run still records what it streamed before it stops; that
+	// belongs to the old transcript, so the new one starts only once the
+	// runs have ended (they end as soon as their model stream and tools see
+	// the abort; the bound is for a tool that ignores it).
+	ctx, cancel := context.WithTimeout(context.Background(), resetAbortWait)
+	defer cancel()
+	for _, id := range aborted {
+		run, ok := s.runtime.Get(id)
+		if !ok {
+			continue
+		}
+		select {
+		case <-run.Done():
+		case <-ctx.Done():
+			s.log.Warn("reset: an aborted run has not ended; starting the new session anyway", "key", key, "run", id)
+		}
+	}
 	entry, err := s.sessions.Reset(key)
 	if err != nil {
 		return entry, aborted, err
@@ -410,6 +431,10 @@ func (s *Server) mChatInject(cl *call) (any, *protocol.Error) {
 	if err != nil {
 		return nil, sessionError(err)
 	}
+	// No run tells other clients about the note; without this they would
+	// see it only on their next chat.history.
+	s.emitAgentEvent(protocol.EventSessionsChanged, map[string]any{"keys": []string{key}, "reason": "inject",
+		"messageId": entry.LastMessageID}, false)
 	return map[string]any{"ok": true, "messageId": entry.LastMessageID}, nil
 }
 
