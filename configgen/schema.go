@@ -46,10 +46,15 @@ type node struct {
 	def    any // default as it appears in JSON; nil means none
 	defDoc string
 	enum   []string
-	min    *int64
-	max    *int64
-	format format
-	fields []*node
+	// unsupported are OpenClaw values of an enum that SkyKoi recognises and
+	// refuses with unsupportedWhy, so a carried-over config gets a reason
+	// and a way out instead of a bare "must be".
+	unsupported    []string
+	unsupportedWhy string
+	min            *int64
+	max            *int64
+	format         format
+	fields         []*node
 	// row marks an object documented as one row of the config table (its
 	// children are listed in the type column rather than as rows of their own).
 	row bool
@@ -132,7 +137,8 @@ var root = &node{kind: kindObject, fields: []*node{
 	obj("tools", "the tools the agent may use",
 		obj("exec", "the exec tool",
 			&node{key: "security", kind: kindEnum, enum: []string{"deny", "allowlist", "full"}, def: "deny", doc: "the Koi sets `\"full\"`"},
-			&node{key: "host", kind: kindEnum, enum: []string{"gateway"}, def: "gateway", doc: "`\"sandbox\"` / `\"node\"` are recognised and rejected as unsupported"},
+			&node{key: "host", kind: kindEnum, enum: []string{"gateway"}, def: "gateway", doc: "`\"sandbox\"` / `\"node\"` are recognised and rejected as unsupported",
+				unsupported: []string{"sandbox", "node"}, unsupportedWhy: `commands run on the gateway host, use "gateway"`},
 			&node{key: "allowlist", kind: kindStrings, format: fmtCommand, def: []any{}, doc: "binary names or absolute paths; used with `security:\"allowlist\"`"},
 			&node{key: "timeoutSec", kind: kindInt, min: i64(1), max: i64(86400), def: int64(1800), doc: "per command"},
 		),
@@ -140,7 +146,10 @@ var root = &node{kind: kindObject, fields: []*node{
 		&node{key: "deny", kind: kindStrings, format: fmtToolName, def: []any{}, doc: "tool names never offered; deny wins over allow"},
 	),
 	obj("session", "conversation sessions",
-		&node{key: "dmScope", kind: kindEnum, enum: []string{"main", "per-peer", "per-channel-peer", "per-account-channel-peer"}, def: "main", doc: "how direct messages map to sessions"},
+		&node{key: "dmScope", kind: kindEnum, enum: []string{"main"}, def: "main",
+			doc:            "accepted for OpenClaw configs; SkyKoi has no messaging channels, so every conversation is the main session and `\"per-peer\"`, `\"per-channel-peer\"`, `\"per-account-channel-peer\"` are rejected",
+			unsupported:    []string{"per-peer", "per-channel-peer", "per-account-channel-peer"},
+			unsupportedWhy: `it has no messaging channels, so there are no direct messages to route and every conversation uses the main session; set "main" or remove the key`},
 		obj("reset", "when a session starts afresh",
 			&node{key: "mode", kind: kindEnum, enum: []string{"daily", "idle", "off"}, def: "daily", doc: "reset policy"},
 			&node{key: "atHour", kind: kindInt, min: i64(0), max: i64(23), def: int64(4), doc: "local time of the Koi"},

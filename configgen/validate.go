@@ -323,8 +323,8 @@ func (v *validator) value(n *node, path string, x any) any {
 	case kindEnum:
 		s, ok := x.(string)
 		if !ok || !contains(n.enum, s) {
-			if ok && path == "tools.exec.host" && (s == "sandbox" || s == "node") {
-				v.add(path, "%q is not supported by SkyKoi; commands run on the gateway host, use \"gateway\"", s)
+			if ok && contains(n.unsupported, s) {
+				v.add(path, "%q is not supported by SkyKoi: %s", s, n.unsupportedWhy)
 				return nil
 			}
 			if len(n.enum) == 1 {

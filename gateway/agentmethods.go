@@ -1,7 +1,10 @@
 package gateway
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,11 +32,22 @@ func (s *Server) agentMethods() map[string]method {
 	}
 }
 
+// resetAbortWait bounds how long a reset waits for the runs it aborted.
+const resetAbortWait = 10 * time.Second
+
 // Limits on what one request may carry.
 const (
 	maxMessageChars = 1 << 20 // a message larger than this is almost surely a mistake
 	maxIdemKeyLen   = 256
 	maxExtraPrompt  = 64 << 10
+	// sessions.preview bounds; with them, one answer is at most about
+	// 100 keys x 100 items x 4096 characters before the response budget.
+	maxPreviewKeys  = 100
+	maxPreviewLimit = 100
+	maxPreviewChars = 4096
+	// maxKeyJSON bounds one requested sessions.preview key, which is echoed
+	// back as sent, valid or not.
+	maxKeyJSON = 1024
 )
 
 func invalid(msg string) *protocol.Error { return protocol.Errorf(protocol.CodeInvalidRequest, msg) }
@@ -50,6 +64,22 @@ func sessionError(err error) *protocol.Error {
 	default:
 		return &protocol.Error{Code: protocol.CodeUnavailable, Message: err.Error(), Retryable: true}
 	}
+}
+
+// submitError maps a refused Submit: both refusals (a drain, a full queue)
+// pass, so both are retryable; a full queue also says when to try again.
+func submitError(err error) *protocol.Error {
+	e := &protocol.Error{Code: protocol.CodeUnavailable, Message: err.Error(), Retryable: true}
+	var qf *agent.QueueFullError
+	if errors.As(err, &qf) {
+		e.RetryAfterMs = qf.RetryAfter.Milliseconds()
+		scope := "total"
+		if qf.Session {
+			scope = "session"
+		}
+		e.Details = map[string]any{"reason": "queue_full", "scope": scope, "limit": qf.Limit}
+	}
+	return e
 }
 
 // sessionKey normalizes an optional key ("" = main).
@@ -139,7 +169,7 @@ func (s *Server) mAgent(cl *call) (any, *protocol.Error) {
 	run, _, err := s.runtime.Submit(agent.SubmitParams{SessionKey: key, Message: *p.Message, IdempotencyKey: p.IdempotencyKey,
 		Thinking: p.Thinking, Timeout: timeout, ExtraSystemPrompt: p.ExtraSystemPrompt})
 	if err != nil {
-		return nil, &protocol.Error{Code: protocol.CodeUnavailable, Message: err.Error(), Retryable: true}
+		return nil, submitError(err)
 	}
 	cl.answered = true
 	cl.c.sendRes(cl.req.ID, map[string]any{"runId": run.ID, "sessionKey": run.SessionKey, "agentId": protocol.DefaultAgentID,
@@ -274,7 +304,7 @@ func (s *Server) mChatSend(cl *call) (any, *protocol.Error) {
 	run, existing, err := s.runtime.Submit(agent.SubmitParams{SessionKey: key, Message: *p.Message,
 		IdempotencyKey: p.IdempotencyKey, Thinking: p.Thinking, Timeout: timeout})
 	if err != nil {
-		return nil, &protocol.Error{Code: protocol.CodeUnavailable, Message: err.Error(), Retryable: true}
+		return nil, submitError(err)
 	}
 	if !existing {
 		return map[string]any{"runId": run.ID, "status": "started"}, nil
@@ -292,6 +322,23 @@ func (s *Server) mChatSend(cl *call) (any, *protocol.Error) {
 // aborted run ids.
 func (s *Server) resetSession(key string) (session.Entry, []string, error) {
 	aborted := s.runtime.Abort(key, "")
+	// An aborted run still records what it streamed before it stops; that
+	// belongs to the old transcript, so the new one starts only once the
+	// runs have ended (they end as soon as their model stream and tools see
+	// the abort; the bound is for a tool that ignores it).
+	ctx, cancel := context.WithTimeout(context.Background(), resetAbortWait)
+	defer cancel()
+	for _, id := range aborted {
+		run, ok := s.runtime.Get(id)
+		if !ok {
+			continue
+		}
+		select {
+		case <-run.Done():
+		case <-ctx.Done():
+			s.log.Warn("reset: an aborted run has not ended; starting the new session anyway", "key", key, "run", id)
+		}
+	}
 	entry, err := s.sessions.Reset(key)
 	if err != nil {
 		return entry, aborted, err
@@ -323,15 +370,16 @@ func (s *Server) mChatHistory(cl *call) (any, *protocol.Error) {
 	if errors.Is(err, session.ErrNotFound) && key == session.MainKey {
 		// The main session exists from the first message on; before that it
 		// is simply empty.
-		return map[string]any{"sessionKey": key, "sessionId": nil, "messages": []any{}}, nil
+		return map[string]any{"sessionKey": key, "sessionId": nil, "messages": []any{}, "truncated": false, "omitted": 0}, nil
 	}
 	if err != nil {
 		return nil, sessionError(err)
 	}
-	if msgs == nil {
-		msgs = []session.Message{}
-	}
-	return map[string]any{"sessionKey": key, "sessionId": sid, "messages": msgs}, nil
+	kept, omitted := fitItems(msgs, responseBudget-envelopeSlack, true,
+		func(m session.Message) historyMessage { return clipMessage(m, maxHistoryMessageBytes) })
+	return map[string]any{"sessionKey": key, "sessionId": sid, "messages": kept,
+		"truncated": omitted > 0 || slices.ContainsFunc(kept, func(m historyMessage) bool { return m.Truncated }),
+		"omitted":   omitted}, nil
 }
 
 func (s *Server) mChatAbort(cl *call) (any, *protocol.Error) {
@@ -383,6 +431,10 @@ func (s *Server) mChatInject(cl *call) (any, *protocol.Error) {
 	if err != nil {
 		return nil, sessionError(err)
 	}
+	// No run tells other clients about the note; without this they would
+	// see it only on their next chat.history.
+	s.emitAgentEvent(protocol.EventSessionsChanged, map[string]any{"keys": []string{key}, "reason": "inject",
+		"messageId": entry.LastMessageID}, false)
 	return map[string]any{"ok": true, "messageId": entry.LastMessageID}, nil
 }
 
@@ -399,8 +451,8 @@ func (s *Server) mSessionsList(cl *call) (any, *protocol.Error) {
 		return nil, invalid("invalid params: limit and activeMinutes must not be negative")
 	}
 	entries := s.sessions.List(session.ListOptions{Limit: p.Limit, ActiveMinutes: p.ActiveMinutes, Search: p.Search})
-	out := make([]map[string]any, 0, len(entries))
-	for _, e := range entries {
+	// Most recently updated first, so what does not fit is the stalest.
+	out, omitted := fitItems(entries, responseBudget-envelopeSlack, false, func(e session.Entry) map[string]any {
 		row := map[string]any{"key": e.Key, "sessionId": e.SessionID, "kind": session.KeyKind(e.Key), "updatedAt": e.UpdatedAt,
 			"inputTokens": e.InputTokens, "outputTokens": e.OutputTokens, "totalTokens": e.TotalTokens}
 		for k, v := range map[string]string{"label": e.Label, "derivedTitle": e.DerivedTitle,
@@ -409,9 +461,10 @@ func (s *Server) mSessionsList(cl *call) (any, *protocol.Error) {
 				row[k] = v
 			}
 		}
-		out = append(out, row)
-	}
-	return map[string]any{"ts": s.opts.Now().UnixMilli(), "count": len(out), "sessions": out}, nil
+		return row
+	})
+	return map[string]any{"ts": s.opts.Now().UnixMilli(), "count": len(out), "sessions": out,
+		"truncated": omitted > 0, "omitted": omitted}, nil
 }
 
 func (s *Server) mSessionsPreview(cl *call) (any, *protocol.Error) {
@@ -426,10 +479,38 @@ func (s *Server) mSessionsPreview(cl *call) (any, *protocol.Error) {
 	if len(p.Keys) == 0 {
 		return nil, invalid("invalid params: keys must be a non-empty array of session keys")
 	}
-	if len(p.Keys) > 100 {
+	if len(p.Keys) > maxPreviewKeys {
 		return nil, invalid("invalid params: at most 100 keys")
 	}
-	return map[string]any{"ts": s.opts.Now().UnixMilli(), "previews": s.sessions.Preview(p.Keys, p.Limit, p.MaxChars)}, nil
+	if p.Limit < 0 || p.Limit > maxPreviewLimit {
+		return nil, invalid("invalid params: limit must be from 1 to 100 (0 or absent: 12)")
+	}
+	if p.MaxChars < 0 || p.MaxChars > maxPreviewChars {
+		return nil, invalid("invalid params: maxChars must be from 1 to 4096 (0 or absent: 240)")
+	}
+	for _, k := range p.Keys {
+		if len(k) > maxKeyJSON {
+			return nil, invalid("invalid params: each key must be at most 1024 bytes")
+		}
+	}
+	previews := s.sessions.Preview(p.Keys, p.Limit, p.MaxChars)
+	// Every requested key keeps its entry, in order; the ones past the
+	// budget come without items and marked, so room for those is set aside.
+	stub := func(pv session.Preview) session.Preview {
+		pv.Items, pv.Truncated = []session.PreviewItem{}, true
+		return pv
+	}
+	reserve := 0
+	for _, pv := range previews {
+		b, _ := json.Marshal(stub(pv))
+		reserve += len(b) + 1
+	}
+	kept, omitted := fitItems(previews, responseBudget-envelopeSlack-reserve, false,
+		func(pv session.Preview) session.Preview { return pv })
+	for _, pv := range previews[len(kept):] {
+		kept = append(kept, stub(pv))
+	}
+	return map[string]any{"ts": s.opts.Now().UnixMilli(), "previews": kept, "truncated": omitted > 0}, nil
 }
 
 func (s *Server) mSessionsPatch(cl *call) (any, *protocol.Error) {

@@ -52,8 +52,11 @@ func (s *Server) setupAgent(cfg configgen.Config) error {
 		Emit:      s.emitAgentEvent,
 		Workspace: func() string { return s.workspace(s.cfg()) },
 		Clock:     s.opts.AgentClock,
-		Logger:    s.log.With("component", "agent"),
-		NewID:     newID,
+		// The retry hint stays the runtime's default.
+		MaxQueuedPerSession: s.opts.MaxQueuedPerSession,
+		MaxRuns:             s.opts.MaxRuns,
+		Logger:              s.log.With("component", "agent"),
+		NewID:               newID,
 		// A run that just ended was activity, even with nobody connected.
 		OnRunEnd: func() { s.idle.Load().Touch() },
 	})

@@ -52,7 +52,15 @@ func (s *Server) mConfigGet(*call) (any, *protocol.Error) {
 		return map[string]any{"path": s.opts.ConfigPath, "hash": hash, "config": nil, "valid": false,
 			"issues": issuesOf(err)}, nil
 	}
-	return map[string]any{"path": s.opts.ConfigPath, "hash": hash, "config": configgen.Redact(tree), "valid": true}, nil
+	// valid means what a restart or SIGHUP would conclude, so the file gets
+	// the full validator (the same one ParseEnv runs at start-up), not only
+	// the syntax check above.
+	issues := []configgen.Issue{}
+	if _, err := configgen.ParseEnv(data, s.opts.Getenv); err != nil {
+		issues = issuesOf(err)
+	}
+	return map[string]any{"path": s.opts.ConfigPath, "hash": hash, "config": configgen.Redact(tree),
+		"valid": len(issues) == 0, "issues": issues}, nil
 }
 
 func issuesOf(err error) []configgen.Issue {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -144,6 +145,16 @@ func (c *conn) sendRes(id string, payload any) {
 	if err != nil {
 		c.s.log.Error("encoding response", "conn", c.id, "err", err)
 		c.sendError(id, protocol.Errorf(protocol.CodeUnavailable, "internal error encoding the response"))
+		return
+	}
+	if len(b) > protocol.MaxPayload {
+		// Methods bound what they build from stored data; this is the net
+		// under them. A frame past the advertised maxPayload would be
+		// refused by the client's read limit (and could close this
+		// connection as a slow consumer), so the request fails instead.
+		c.s.log.Error("response larger than maxPayload; answering with an error", "conn", c.id, "bytes", len(b))
+		c.sendError(id, protocol.Errorf(protocol.CodeUnavailable, fmt.Sprintf(
+			"the response is %d bytes, more than the %d-byte frame limit; ask for less (a smaller limit)", len(b), protocol.MaxPayload)))
 		return
 	}
 	c.enqueueOrClose(b)

@@ -75,6 +75,9 @@ type Options struct {
 	ModelBackoff time.Duration
 	// AgentClock drives run timers (delta coalescing); default wall clock.
 	AgentClock agent.Clock
+	// MaxQueuedPerSession and MaxRuns bound run admission (defaults
+	// agent.DefaultMaxQueuedPerSession and agent.DefaultMaxRuns).
+	MaxQueuedPerSession, MaxRuns int
 	// Idle stop: IMDSEndpoint and EC2Endpoint override the AWS endpoints,
 	// IdleClock and IdleCheckEvery the watcher's timing (tests).
 	IMDSEndpoint, EC2Endpoint string

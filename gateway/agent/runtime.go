@@ -52,6 +52,15 @@ const (
 	// bounded so a huge file cannot blow the context window.
 	promptFileCap  = 24 << 10
 	promptTotalCap = 96 << 10
+	// Run admission. Every accepted run holds its message and a place in
+	// memory until it ends, so without a cap a client that keeps sending
+	// behind a long run grows the daemon without limit. A person typing
+	// never comes near these; a script that does gets a retryable refusal.
+	DefaultMaxQueuedPerSession = 32  // runs waiting behind a session's running run
+	DefaultMaxRuns             = 256 // runs accepted and not yet ended, over all sessions
+	// DefaultQueueRetryAfter is the retry hint of a refusal: runs take
+	// seconds to minutes, so retrying sooner would only be refused again.
+	DefaultQueueRetryAfter = 5 * time.Second
 )
 
 // PromptFiles are read from the workspace into the system prompt, in order.
@@ -82,6 +91,12 @@ type Options struct {
 	// OnRunEnd, when set, is called once per run as it reaches its
 	// terminal state (the gateway counts it as activity for the idle stop).
 	OnRunEnd func()
+	// MaxQueuedPerSession, MaxRuns and QueueRetryAfter bound admission
+	// (defaults DefaultMaxQueuedPerSession, DefaultMaxRuns,
+	// DefaultQueueRetryAfter); past a bound Submit returns a *QueueFullError.
+	MaxQueuedPerSession int
+	MaxRuns             int
+	QueueRetryAfter     time.Duration
 }
 
 // Runtime owns every run.
@@ -95,8 +110,11 @@ type Runtime struct {
 	queues   map[string]*sessionQueue // by session key
 	runs     map[string]*Run          // by run id, live and recently finished
 	finished []*Run                   // finish order, for pruning
-	closing  bool
-	active   sync.WaitGroup
+	// unfinished counts runs accepted and not yet ended, for MaxRuns; it
+	// moves with active (Add in Submit, Done in finish).
+	unfinished int
+	closing    bool
+	active     sync.WaitGroup
 }
 
 type sessionQueue struct {
@@ -106,6 +124,28 @@ type sessionQueue struct {
 
 // ErrShuttingDown refuses new runs during a drain.
 var ErrShuttingDown = errors.New("the gateway is shutting down; try again after it restarts")
+
+// ErrQueueFull matches (errors.Is) every *QueueFullError.
+var ErrQueueFull = errors.New("run queue full")
+
+// QueueFullError refuses a run past an admission bound. It is temporary:
+// the same message is accepted once runs have ended.
+type QueueFullError struct {
+	Session    bool // the session's own queue is full, not the Koi's total
+	Limit      int
+	RetryAfter time.Duration
+}
+
+func (e *QueueFullError) Error() string {
+	if e.Session {
+		return fmt.Sprintf("this session already has %d messages waiting behind its current run; "+
+			"wait for them to be answered (or stop them with chat.abort) and send again", e.Limit)
+	}
+	return fmt.Sprintf("the Koi already has %d runs in progress or waiting across its sessions; "+
+		"wait for some to finish (or stop them with chat.abort) and send again", e.Limit)
+}
+
+func (e *QueueFullError) Is(target error) bool { return target == ErrQueueFull }
 
 // errAborted and errTimeout are run cancellation causes.
 var (
@@ -131,6 +171,15 @@ func New(o Options) *Runtime {
 	if o.Emit == nil {
 		o.Emit = func(string, any, bool) {}
 	}
+	if o.MaxQueuedPerSession <= 0 {
+		o.MaxQueuedPerSession = DefaultMaxQueuedPerSession
+	}
+	if o.MaxRuns <= 0 {
+		o.MaxRuns = DefaultMaxRuns
+	}
+	if o.QueueRetryAfter <= 0 {
+		o.QueueRetryAfter = DefaultQueueRetryAfter
+	}
 	base, cancel := context.WithCancelCause(context.Background())
 	return &Runtime{opts: o, log: o.Logger, base: base, cancel: cancel,
 		queues: map[string]*sessionQueue{}, runs: map[string]*Run{}}
@@ -147,7 +196,9 @@ type SubmitParams struct {
 }
 
 // Submit queues a run. When IdempotencyKey names a run accepted within the
-// TTL, that run is returned with existing=true and nothing new starts.
+// TTL, that run is returned with existing=true and nothing new starts; such
+// a replay is answered even when the queues are full, since it adds nothing.
+// Past an admission bound it returns a *QueueFullError.
 func (r *Runtime) Submit(p SubmitParams) (run *Run, existing bool, err error) {
 	now := r.opts.Clock.Now()
 	r.mu.Lock()
@@ -168,6 +219,13 @@ func (r *Runtime) Submit(p SubmitParams) (run *Run, existing bool, err error) {
 	if r.closing {
 		return nil, false, ErrShuttingDown
 	}
+	q := r.queues[p.SessionKey]
+	if q != nil && q.running != nil && len(q.pending) >= r.opts.MaxQueuedPerSession {
+		return nil, false, &QueueFullError{Session: true, Limit: r.opts.MaxQueuedPerSession, RetryAfter: r.opts.QueueRetryAfter}
+	}
+	if r.unfinished >= r.opts.MaxRuns {
+		return nil, false, &QueueFullError{Limit: r.opts.MaxRuns, RetryAfter: r.opts.QueueRetryAfter}
+	}
 	id := p.IdempotencyKey
 	if id == "" {
 		id = r.opts.NewID()
@@ -177,13 +235,13 @@ func (r *Runtime) Submit(p SubmitParams) (run *Run, existing bool, err error) {
 		accepted: now, done: make(chan struct{}),
 	}
 	r.runs[id] = run
-	q := r.queues[p.SessionKey]
 	if q == nil {
 		q = &sessionQueue{}
 		r.queues[p.SessionKey] = q
 	}
 	q.pending = append(q.pending, run)
 	r.active.Add(1)
+	r.unfinished++
 	if q.running == nil {
 		r.startNextLocked(p.SessionKey, q)
 	}
@@ -326,6 +384,7 @@ func (r *Runtime) finish(run *Run, res Result) {
 	}
 	r.mu.Lock()
 	r.finished = append(r.finished, run)
+	r.unfinished--
 	r.mu.Unlock()
 	if r.opts.OnRunEnd != nil {
 		r.opts.OnRunEnd()

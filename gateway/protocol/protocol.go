@@ -33,6 +33,12 @@ const (
 	MaxPreHandshakePayload = 64 << 10
 	// MaxBufferedBytes bounds one connection's outbound queue.
 	MaxBufferedBytes = 50 << 20
+	// MaxResponseBytes bounds the encoded payload of a response built from
+	// stored data (chat.history, sessions.list, sessions.preview): such a
+	// method leaves out or shortens parts and says so rather than exceed it.
+	// It is a quarter of MaxPayload, so the frame fits every client's read
+	// limit with room to spare and a few can sit in one outbound queue.
+	MaxResponseBytes = MaxPayload / 4
 	// TickInterval is how often the server sends tick.
 	TickInterval = 30 * time.Second
 	// HealthInterval is how often the server broadcasts health.

@@ -80,67 +80,6 @@ func checkKey(full string) error {
 	return nil
 }
 
-// DMPeer says where a direct message came from, for DMKey.
-type DMPeer struct {
-	Channel   string // e.g. "telegram", "webchat"; lower-cased
-	AccountID string // the channel account that received it; "" means "default"; lower-cased
-	PeerID    string // the sender's id on that channel, kept as given
-}
-
-// DMKey maps a direct message to its session key under session.dmScope:
-//
-//	"main" (or "")               → agent:main:main (every DM shares one conversation)
-//	"per-peer"                   → agent:main:dm:<peer>
-//	"per-channel-peer"           → agent:main:<channel>:dm:<peer>
-//	"per-account-channel-peer"   → agent:main:<channel>:<account>:dm:<peer>
-//
-// Channel and account may not contain ":" (they would shift the key's
-// segments); the peer id is the last segment, so ids like "@u:matrix.org" work.
-func DMKey(scope string, p DMPeer) (string, error) {
-	channel := strings.ToLower(strings.TrimSpace(p.Channel))
-	account := strings.ToLower(strings.TrimSpace(p.AccountID))
-	peer := strings.TrimSpace(p.PeerID)
-	if account == "" {
-		account = "default"
-	}
-	need := func(name, v string) error {
-		if v == "" {
-			return fmt.Errorf("%w: dmScope %q needs a %s", ErrInvalidKey, scope, name)
-		}
-		if name != "peer id" && strings.Contains(v, ":") {
-			return fmt.Errorf("%w: %s %q contains \":\"", ErrInvalidKey, name, v)
-		}
-		return nil
-	}
-	var k string
-	switch scope {
-	case "", "main":
-		return MainKey, nil
-	case "per-peer":
-		if err := need("peer id", peer); err != nil {
-			return "", err
-		}
-		k = keyPrefix + "dm:" + peer
-	case "per-channel-peer":
-		for _, c := range [][2]string{{"channel", channel}, {"peer id", peer}} {
-			if err := need(c[0], c[1]); err != nil {
-				return "", err
-			}
-		}
-		k = keyPrefix + channel + ":dm:" + peer
-	case "per-account-channel-peer":
-		for _, c := range [][2]string{{"channel", channel}, {"account id", account}, {"peer id", peer}} {
-			if err := need(c[0], c[1]); err != nil {
-				return "", err
-			}
-		}
-		k = keyPrefix + channel + ":" + account + ":dm:" + peer
-	default:
-		return "", fmt.Errorf("%w: unknown dmScope %q", ErrInvalidKey, scope)
-	}
-	return NormalizeKey(k)
-}
-
 // KeyKind classifies a normalized key for sessions.list's "kind": group and
 // channel conversations ("...:group:..." / "...:channel:...") are "group",
 // everything else is "direct".

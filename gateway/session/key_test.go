@@ -64,35 +64,6 @@ func TestUnknownAgentMessage(t *testing.T) {
 	}
 }
 
-func TestDMKey(t *testing.T) {
-	p := DMPeer{Channel: "Telegram", AccountID: "Bot1", PeerID: "12345"}
-	tests := []struct {
-		scope string
-		peer  DMPeer
-		want  string
-		err   bool
-	}{
-		{"main", p, MainKey, false},
-		{"", p, MainKey, false},
-		{"per-peer", p, "agent:main:dm:12345", false},
-		{"per-channel-peer", p, "agent:main:telegram:dm:12345", false},
-		{"per-account-channel-peer", p, "agent:main:telegram:bot1:dm:12345", false},
-		{"per-account-channel-peer", DMPeer{Channel: "slack", PeerID: "U1"}, "agent:main:slack:default:dm:U1", false},
-		{"per-peer", DMPeer{PeerID: "@u:matrix.org"}, "agent:main:dm:@u:matrix.org", false},
-		{"per-peer", DMPeer{}, "", true},
-		{"per-channel-peer", DMPeer{PeerID: "1"}, "", true},
-		{"per-channel-peer", DMPeer{Channel: "a:b", PeerID: "1"}, "", true},
-		{"per-peer", DMPeer{PeerID: "../x"}, "", true},
-		{"per-room", p, "", true},
-	}
-	for _, tt := range tests {
-		got, err := DMKey(tt.scope, tt.peer)
-		if (err != nil) != tt.err || got != tt.want {
-			t.Errorf("DMKey(%q, %+v) = %q, %v; want %q, error %v", tt.scope, tt.peer, got, err, tt.want, tt.err)
-		}
-	}
-}
-
 func TestKeyKind(t *testing.T) {
 	for key, want := range map[string]string{
 		MainKey:                          "direct",

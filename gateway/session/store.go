@@ -664,6 +664,9 @@ type Preview struct {
 	Key    string        `json:"key"`    // as requested
 	Status string        `json:"status"` // "ok", "empty" (no text yet) or "missing" (unknown or invalid key)
 	Items  []PreviewItem `json:"items"`
+	// Truncated marks a preview whose items were left out to keep the
+	// response within its size bound (set by the gateway, not the store).
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 // Preview returns, per key, the text of its last limit messages (default 12)
