@@ -131,7 +131,7 @@ var root = &node{kind: kindObject, fields: []*node{
 	),
 	obj("tools", "the tools the agent may use",
 		obj("exec", "the exec tool",
-			&node{key: "security", kind: kindEnum, enum: []string{"deny", "allowlist", "full"}, def: "deny", doc: "the Koi sets `\"full\"`"},
+			&node{key: "security", kind: kindEnum, enum: []string{"deny", "allowlist", "full"}, def: "deny", doc: "`deny`: no shell, file tools confined to the workspace; `allowlist`: listed programs only, redirections and file tools confined to the workspace; `full`: the gateway user's shell, not a sandbox (see [What tools.exec.security protects](#what-toolsexecsecurity-protects)); the Koi sets `\"full\"`"},
 			&node{key: "host", kind: kindEnum, enum: []string{"gateway"}, def: "gateway", doc: "`\"sandbox\"` / `\"node\"` are recognised and rejected as unsupported"},
 			&node{key: "allowlist", kind: kindStrings, format: fmtCommand, def: []any{}, doc: "binary names or absolute paths; used with `security:\"allowlist\"`"},
 			&node{key: "timeoutSec", kind: kindInt, min: i64(1), max: i64(86400), def: int64(1800), doc: "per command"},

@@ -257,11 +257,39 @@ func (s *Set) execTool(ctx context.Context, input json.RawMessage) Result {
 	case strings.ContainsRune(command, 0):
 		return failure("invalid_arguments", "invalid arguments for exec: command contains a NUL byte")
 	}
+	// The workdir follows the file tools' path rules: with "allowlist" it is
+	// in the workspace, and it is never the gateway's state directory.
+	dir := s.ws
+	if hasDir {
+		d, err := s.resolvePath("exec workdir", workdir, s.ws)
+		if err != nil {
+			return failure(pathErrKind(err), "exec: %v", err)
+		}
+		fi, err := os.Stat(d)
+		if err != nil {
+			return failure("not_found", "exec: workdir %s: %v", d, errors.Unwrap(err))
+		}
+		if !fi.IsDir() {
+			return failure("invalid_arguments", "exec: workdir %s is not a directory", d)
+		}
+		dir = d
+	}
 	if s.security == SecurityAllowlist {
 		if len(envIn) > 0 {
 			return failure("refused", "exec refused: the env field is not allowed with tools.exec.security \"allowlist\" (PATH, BASH_ENV or LD_PRELOAD would get around the allowlist)")
 		}
-		if err := checkAllowlist(command, s.allowlist); err != nil {
+		// A redirection is a file write (or read) bash does for the command,
+		// so its target meets the file tools' rule; relative targets are
+		// relative to where the command runs. Between this check and bash
+		// opening the file a concurrent process could swap a directory for a
+		// symlink; with "allowlist" only an allowlisted program could be that
+		// process, and one that can make symlinks is already beyond what the
+		// allowlist can hold (see docs/config.md).
+		target := func(op, path string) error {
+			_, err := s.resolvePath("redirection "+op, path, dir)
+			return err
+		}
+		if err := checkAllowlist(command, s.allowlist, target); err != nil {
 			return failure("refused", "exec refused: %v", err)
 		}
 	}
@@ -277,21 +305,6 @@ func (s *Set) execTool(ctx context.Context, input json.RawMessage) Result {
 			return failure("invalid_arguments", "invalid arguments for exec: env %q: names must be non-empty without '=' and neither may contain NUL", clip(k, 40))
 		}
 		env = append(env, k+"="+v)
-	}
-	dir := s.ws
-	if hasDir {
-		d, err := s.resolvePath(workdir)
-		if err != nil {
-			return failure(pathErrKind(err), "exec: workdir: %v", err)
-		}
-		fi, err := os.Stat(d)
-		if err != nil {
-			return failure("not_found", "exec: workdir %s: %v", d, errors.Unwrap(err))
-		}
-		if !fi.IsDir() {
-			return failure("invalid_arguments", "exec: workdir %s is not a directory", d)
-		}
-		dir = d
 	}
 	timeout := time.Duration(timeoutSec) * time.Second
 	if background {
@@ -599,11 +612,4 @@ func (s *Set) listBackground() Result {
 		handles = append(handles, h)
 	}
 	return Result{Text: strings.TrimSuffix(b.String(), "\n"), Details: map[string]any{"handles": handles}}
-}
-
-func pathErrKind(err error) string {
-	if errors.Is(err, errEscape) {
-		return "path_escape"
-	}
-	return "invalid_path"
 }

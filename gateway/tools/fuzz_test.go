@@ -23,6 +23,8 @@ func FuzzToolArgs(f *testing.F) {
 		`{"command":"ls; rm -rf x"}`, `{"command":"echo $(id)","timeoutSec":1}`,
 		`{"command":"a 2>&1 | b && c || d & e\nf","env":{"A":"1"}}`, `{"command":"'a\"b\\c","workdir":"sub"}`,
 		`{"action":"list"}`, `{"action":"read","handle":"bg1","offset":-1}`, `{"timeoutSec":1e400}`,
+		`{"command":"echo x > ~/.bashrc"}`, `{"command":"echo x 2>&1 >& out <<< s <<EOF >|a &>>b <>c 3>&-"}`,
+		`{"command":"> /etc/passwd echo"}`, `{"path":"/etc/passwd"}`, `{"path":"~/.skykoi/skykoi.json","content":"{}"}`,
 		`{"path":"\u0000"}`, `{"path":"a","path":"b"}`, `{"offset":1.0000000000000002}`,
 	}
 	for i, s := range seeds {
@@ -34,6 +36,8 @@ func FuzzToolArgs(f *testing.F) {
 			Workspace:           filepath.Join(dir, name),
 			Exec:                configgen.Exec{Security: security, TimeoutSec: 5},
 			RestrictToWorkspace: true,
+			ConfigPath:          filepath.Join(dir, "state", "skykoi.json"),
+			StateDir:            filepath.Join(dir, "state"),
 			MaxOutputChars:      1000,
 			MaxReadBytes:        1 << 16,
 			MaxWriteBytes:       1 << 16,
