@@ -1,5 +1,7 @@
 package configgen
 
+import "strings"
+
 // execSecurityDoc is docs/config.md's account of what each
 // tools.exec.security mode does and does not protect, so nobody reads
 // "allowlist" as a sandbox.
@@ -29,6 +31,10 @@ directory (` + "`" + EnvStateDir + "`" + `, else the config file's directory: pa
 the path reaches them (` + "`~`" + `, ` + "`..`" + `, symlinks), so a model cannot raise its own ` + "`tools.exec.security`" + `
 or pair a device through them. With ` + "`allowlist`" + ` this extends to redirections; a listed program's
 arguments, and any command with ` + "`full`" + `, can still read and change both.
+
+Commands started by ` + "`exec`" + ` get the gateway's environment without the gateway's own secrets
+(` + "`" + strings.Join(SecretEnvNames(), "`, `") + "`" + `). AWS credentials are passed on: the agent may use
+the AWS CLI with the Koi's role, which the instance metadata service would give it anyway.
 
 The checks resolve symlinks before the file is used, and read, edit and write act on the
 directory they checked. Another process can still swap a directory for a symlink between the

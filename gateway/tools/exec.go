@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/skykoi/skykoi/configgen"
 )
 
 const (
@@ -298,7 +300,7 @@ func (s *Set) execTool(ctx context.Context, input json.RawMessage) Result {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	env := append(os.Environ(), s.env...)
+	env := append(childEnv(os.Environ()), s.env...)
 	for _, k := range keys {
 		v := envIn[k]
 		if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
@@ -311,6 +313,22 @@ func (s *Set) execTool(ctx context.Context, input json.RawMessage) Result {
 		return s.startBackground(command, dir, env, timeout)
 	}
 	return s.runForeground(ctx, command, dir, env, timeout)
+}
+
+// childEnv is environ without the gateway's secrets (configgen's
+// SecretEnvNames): every shell the tools start, foreground or background,
+// gets its environment from here. A value the model sets with the env field
+// is added afterwards; it is the model's own, not the gateway's.
+func childEnv(environ []string) []string {
+	secret := configgen.SecretEnvNames()
+	out := make([]string, 0, len(environ))
+	for _, kv := range environ {
+		if k, _, _ := strings.Cut(kv, "="); slices.Contains(secret, k) {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
 }
 
 func (s *Set) runForeground(ctx context.Context, command, dir string, env []string, timeout time.Duration) Result {

@@ -74,7 +74,8 @@ type Options struct {
 	// directory (devices, sessions). The file tools refuse them whatever
 	// tools.exec.security is; empty means none.
 	ConfigPath, StateDir string
-	// Env is added to the gateway's own environment for exec ("K=V" entries).
+	// Env is added to the gateway's own environment, less its secrets
+	// (configgen.SecretEnvNames), for exec ("K=V" entries).
 	Env []string
 	// RestrictToWorkspace confines the file tools to the workspace even with
 	// security "full" (with "deny" and "allowlist" they always are; see
