@@ -127,7 +127,25 @@ const (
 	EnvPassword = "SKYKOI_GATEWAY_PASSWORD"
 	EnvConfig   = "SKYKOI_CONFIG_PATH"
 	EnvStateDir = "SKYKOI_STATE_DIR"
+	// EnvClientToken is the token the skykoi CLI (chat, call, bench)
+	// presents to a gateway; a gateway started from such a shell has it too.
+	EnvClientToken = "SKYKOI_TOKEN"
 )
+
+// SecretEnvNames are the environment variables that hold a credential for
+// the gateway itself: the one list of what the gateway keeps from every
+// process its tools start, so that a command the model runs cannot read the
+// token and connect to the gateway as an operator.
+//
+// AWS credentials are deliberately not here: the agent may use the AWS CLI
+// under the Koi's role, and any process on the instance can fetch that
+// role's credentials from the instance metadata service anyway, so hiding
+// AWS_* would break legitimate use and protect nothing. SKYKOI_CONFIG_PATH
+// and SKYKOI_STATE_DIR are locations, not secrets, and let a skykoi command
+// the agent runs find the gateway's files.
+func SecretEnvNames() []string {
+	return []string{EnvToken, EnvPassword, EnvClientToken}
+}
 
 // Clone returns a deep copy.
 func (c Config) Clone() Config {

@@ -52,7 +52,7 @@ func Markdown() []byte {
   variable; password mode exactly one of ` + "`password`, `passwordSha256`" + ` and ` + "`" + EnvPassword + "`" + `.
   A secret for the other mode is an error.
 - ` + "`session.reset.idleMinutes`" + ` is required with ` + "`session.reset.mode:\"idle\"`" + `.
-
+` + execSecurityDoc() + `
 ## Keys a Koi's provisioner owns
 
 When a replaced instance finds a config on its data volume, it keeps that file and takes

@@ -136,7 +136,7 @@ var root = &node{kind: kindObject, fields: []*node{
 	),
 	obj("tools", "the tools the agent may use",
 		obj("exec", "the exec tool",
-			&node{key: "security", kind: kindEnum, enum: []string{"deny", "allowlist", "full"}, def: "deny", doc: "the Koi sets `\"full\"`"},
+			&node{key: "security", kind: kindEnum, enum: []string{"deny", "allowlist", "full"}, def: "deny", doc: "`deny`: no shell, file tools confined to the workspace; `allowlist`: listed programs only, redirections and file tools confined to the workspace; `full`: the gateway user's shell, not a sandbox (see [What tools.exec.security protects](#what-toolsexecsecurity-protects)); the Koi sets `\"full\"`"},
 			&node{key: "host", kind: kindEnum, enum: []string{"gateway"}, def: "gateway", doc: "`\"sandbox\"` / `\"node\"` are recognised and rejected as unsupported",
 				unsupported: []string{"sandbox", "node"}, unsupportedWhy: `commands run on the gateway host, use "gateway"`},
 			&node{key: "allowlist", kind: kindStrings, format: fmtCommand, def: []any{}, doc: "binary names or absolute paths; used with `security:\"allowlist\"`"},

@@ -120,8 +120,12 @@ func (s *Server) toolSet(security string) (*tools.Set, error) {
 	}
 	ex := cfg.Tools.Exec
 	ex.Security = security
+	// The config file and the state directory go in so the file tools
+	// refuse them: a model able to write either could raise its own
+	// tools.exec.security or pair a device of its choosing.
 	set, err := tools.New(tools.Options{Workspace: s.workspace(cfg), Exec: ex, Allow: cfg.Tools.Allow,
-		Deny: cfg.Tools.Deny, Logger: s.log.With("component", "tools")})
+		Deny: cfg.Tools.Deny, ConfigPath: s.opts.ConfigPath, StateDir: s.opts.StateDir,
+		Logger: s.log.With("component", "tools")})
 	if err != nil {
 		return nil, fmt.Errorf("setting up tools: %w", err)
 	}

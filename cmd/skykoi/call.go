@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/skykoi/skykoi/configgen"
 	"github.com/skykoi/skykoi/gateway/client"
 	"github.com/skykoi/skykoi/gateway/protocol"
 	"github.com/spf13/cobra"
@@ -78,7 +79,7 @@ func newCallCmd() *cobra.Command {
 					return fmt.Errorf("reading the token: %w", err)
 				}
 			case token == "":
-				opts.Token = os.Getenv("SKYKOI_TOKEN")
+				opts.Token = os.Getenv(configgen.EnvClientToken)
 			}
 			if passwordFile != "" {
 				if opts.Password, err = readSecretFile(passwordFile); err != nil {

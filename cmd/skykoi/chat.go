@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/skykoi/skykoi/configgen"
 	"github.com/skykoi/skykoi/gateway/client"
 	"github.com/skykoi/skykoi/gateway/protocol"
 	"github.com/skykoi/skykoi/gateway/session"
@@ -157,7 +158,7 @@ func gatewayToken(tokenFile string) (string, error) {
 		}
 		return t, nil
 	}
-	if t := strings.TrimSpace(os.Getenv("SKYKOI_TOKEN")); t != "" {
+	if t := strings.TrimSpace(os.Getenv(configgen.EnvClientToken)); t != "" {
 		return t, nil
 	}
 	return "", usageError{errors.New("no gateway token: give --token-file FILE or set $SKYKOI_TOKEN")}

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/skykoi/skykoi/configgen"
 )
 
 const (
@@ -257,32 +259,13 @@ func (s *Set) execTool(ctx context.Context, input json.RawMessage) Result {
 	case strings.ContainsRune(command, 0):
 		return failure("invalid_arguments", "invalid arguments for exec: command contains a NUL byte")
 	}
-	if s.security == SecurityAllowlist {
-		if len(envIn) > 0 {
-			return failure("refused", "exec refused: the env field is not allowed with tools.exec.security \"allowlist\" (PATH, BASH_ENV or LD_PRELOAD would get around the allowlist)")
-		}
-		if err := checkAllowlist(command, s.allowlist); err != nil {
-			return failure("refused", "exec refused: %v", err)
-		}
-	}
-	keys := make([]string, 0, len(envIn))
-	for k := range envIn {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	env := append(os.Environ(), s.env...)
-	for _, k := range keys {
-		v := envIn[k]
-		if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
-			return failure("invalid_arguments", "invalid arguments for exec: env %q: names must be non-empty without '=' and neither may contain NUL", clip(k, 40))
-		}
-		env = append(env, k+"="+v)
-	}
+	// The workdir follows the file tools' path rules: with "allowlist" it is
+	// in the workspace, and it is never the gateway's state directory.
 	dir := s.ws
 	if hasDir {
-		d, err := s.resolvePath(workdir)
+		d, err := s.resolvePath("exec workdir", workdir, s.ws)
 		if err != nil {
-			return failure(pathErrKind(err), "exec: workdir: %v", err)
+			return failure(pathErrKind(err), "exec: %v", err)
 		}
 		fi, err := os.Stat(d)
 		if err != nil {
@@ -293,11 +276,59 @@ func (s *Set) execTool(ctx context.Context, input json.RawMessage) Result {
 		}
 		dir = d
 	}
+	if s.security == SecurityAllowlist {
+		if len(envIn) > 0 {
+			return failure("refused", "exec refused: the env field is not allowed with tools.exec.security \"allowlist\" (PATH, BASH_ENV or LD_PRELOAD would get around the allowlist)")
+		}
+		// A redirection is a file write (or read) bash does for the command,
+		// so its target meets the file tools' rule; relative targets are
+		// relative to where the command runs. Between this check and bash
+		// opening the file a concurrent process could swap a directory for a
+		// symlink; with "allowlist" only an allowlisted program could be that
+		// process, and one that can make symlinks is already beyond what the
+		// allowlist can hold (see docs/config.md).
+		target := func(op, path string) error {
+			_, err := s.resolvePath("redirection "+op, path, dir)
+			return err
+		}
+		if err := checkAllowlist(command, s.allowlist, target); err != nil {
+			return failure("refused", "exec refused: %v", err)
+		}
+	}
+	keys := make([]string, 0, len(envIn))
+	for k := range envIn {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	env := append(childEnv(os.Environ()), s.env...)
+	for _, k := range keys {
+		v := envIn[k]
+		if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
+			return failure("invalid_arguments", "invalid arguments for exec: env %q: names must be non-empty without '=' and neither may contain NUL", clip(k, 40))
+		}
+		env = append(env, k+"="+v)
+	}
 	timeout := time.Duration(timeoutSec) * time.Second
 	if background {
 		return s.startBackground(command, dir, env, timeout)
 	}
 	return s.runForeground(ctx, command, dir, env, timeout)
+}
+
+// childEnv is environ without the gateway's secrets (configgen's
+// SecretEnvNames): every shell the tools start, foreground or background,
+// gets its environment from here. A value the model sets with the env field
+// is added afterwards; it is the model's own, not the gateway's.
+func childEnv(environ []string) []string {
+	secret := configgen.SecretEnvNames()
+	out := make([]string, 0, len(environ))
+	for _, kv := range environ {
+		if k, _, _ := strings.Cut(kv, "="); slices.Contains(secret, k) {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
 }
 
 func (s *Set) runForeground(ctx context.Context, command, dir string, env []string, timeout time.Duration) Result {
@@ -599,11 +630,4 @@ func (s *Set) listBackground() Result {
 		handles = append(handles, h)
 	}
 	return Result{Text: strings.TrimSuffix(b.String(), "\n"), Details: map[string]any{"handles": handles}}
-}
-
-func pathErrKind(err error) string {
-	if errors.Is(err, errEscape) {
-		return "path_escape"
-	}
-	return "invalid_path"
 }

@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/skykoi/skykoi/internal/atomicfile"
 	"io"
 	"io/fs"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,15 +19,25 @@ import (
 // binary (the same rule git and grep use).
 const sniffLen = 8000
 
-// openRegular opens p for reading and makes sure it is a regular file.
+// openRegular opens p (from resolvePath; shown is the path as the model gave
+// it) for reading and makes sure it is a regular file that still passes the
+// path rules: the check runs again on the file actually opened, so swapping a
+// directory for a symlink after resolvePath gains nothing.
 // O_NONBLOCK keeps a FIFO from blocking the open until a writer appears;
 // the type check then refuses it (and devices like /dev/zero, which would
 // never end).
-func openRegular(tool, p string) (*os.File, fs.FileInfo, *Result) {
+func (s *Set) openRegular(tool, shown, p string) (*os.File, fs.FileInfo, *Result) {
 	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		r := fileFailure(tool, p, err)
 		return nil, nil, &r
+	}
+	if real, ok := fdPath(f); ok {
+		if err := s.recheck(tool, shown, real); err != nil {
+			f.Close()
+			r := failure(pathErrKind(err), "%v", err)
+			return nil, nil, &r
+		}
 	}
 	fi, err := f.Stat()
 	if err != nil {
@@ -46,6 +56,118 @@ func openRegular(tool, p string) (*os.File, fs.FileInfo, *Result) {
 		return nil, nil, &r
 	}
 	return f, fi, nil
+}
+
+// mkdirChecked creates dir (from resolvePath) and its missing parents through
+// an os.Root on the deepest parent that exists, after checking where that
+// parent really is: the new directories land where the check said they
+// would.
+func (s *Set) mkdirChecked(tool, shown, dir string) error {
+	anc := dir
+	for {
+		if fi, err := os.Stat(anc); err == nil && fi.IsDir() {
+			break
+		}
+		parent := filepath.Dir(anc)
+		if parent == anc {
+			return fmt.Errorf("%s: no existing parent directory for %s", tool, dir)
+		}
+		anc = parent
+	}
+	if anc == dir {
+		return nil
+	}
+	root, err := os.OpenRoot(anc)
+	if err != nil {
+		return fmt.Errorf("%s: opening %s: %w", tool, anc, err)
+	}
+	defer root.Close()
+	rel, err := filepath.Rel(anc, dir)
+	if err != nil {
+		return fmt.Errorf("%s: creating parent directories of %s: %w", tool, dir, err)
+	}
+	if d, err := root.Open("."); err == nil {
+		real, ok := fdPath(d)
+		d.Close()
+		if ok {
+			if err := s.recheck(tool, shown, filepath.Join(real, rel)); err != nil {
+				return err
+			}
+		}
+	}
+	if err := root.MkdirAll(rel, 0o755); err != nil {
+		return fmt.Errorf("%s: creating parent directories of %s: %w", tool, dir, err)
+	}
+	return nil
+}
+
+// replaceFile atomically replaces p (from resolvePath) with data, like
+// atomicfile.Write, but through an os.Root on p's directory: the directory
+// is checked again once opened, and the temp file and the rename happen
+// inside that very directory even if its path is swapped for a symlink
+// meanwhile. A symlink swapped in for p itself is replaced, not followed.
+func (s *Set) replaceFile(tool, shown, p string, data []byte, perm fs.FileMode) (err error) {
+	dir, base := filepath.Split(p)
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("%s: opening %s: %w", tool, dir, err)
+	}
+	defer root.Close()
+	d, err := root.Open(".")
+	if err != nil {
+		return fmt.Errorf("%s: opening %s: %w", tool, dir, err)
+	}
+	defer d.Close()
+	if real, ok := fdPath(d); ok {
+		if err := s.recheck(tool, shown, filepath.Join(real, base)); err != nil {
+			return err
+		}
+	}
+	stem := base
+	if len(stem) > 200 {
+		// Keep ".<stem>.tmp-<n>" under NAME_MAX; a cut inside a UTF-8
+		// sequence is harmless in a name nobody reads.
+		stem = stem[:200]
+	}
+	var tmp string
+	var f *os.File
+	for range 100 {
+		tmp = fmt.Sprintf(".%s.tmp-%016x", stem, rand.Uint64())
+		f, err = root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if !errors.Is(err, fs.ErrExist) {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%s: creating a temp file in %s: %w", tool, dir, err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			_ = root.Remove(tmp)
+		}
+	}()
+	if err = f.Chmod(perm); err != nil {
+		return fmt.Errorf("%s: writing %s: %w", tool, p, err)
+	}
+	if _, err = f.Write(data); err != nil {
+		return fmt.Errorf("%s: writing %s: %w", tool, p, err)
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("%s: writing %s: %w", tool, p, err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("%s: writing %s: %w", tool, p, err)
+	}
+	if err = root.Rename(tmp, base); err != nil {
+		return fmt.Errorf("%s: writing %s: %w", tool, p, err)
+	}
+	// The rename itself survives a power cut only once the directory is
+	// synced.
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("%s: syncing %s: %w", tool, dir, err)
+	}
+	return nil
 }
 
 func fileFailure(tool, p string, err error) Result {
@@ -71,11 +193,11 @@ func (s *Set) readTool(input json.RawMessage) Result {
 	if err := a.err(); err != nil {
 		return failErr("invalid_arguments", err)
 	}
-	p, err := s.resolvePath(path)
+	p, err := s.resolvePath("read", path, s.ws)
 	if err != nil {
-		return failure(pathErrKind(err), "read: %v", err)
+		return failure(pathErrKind(err), "%v", err)
 	}
-	f, fi, fail := openRegular("read", p)
+	f, fi, fail := s.openRegular("read", path, p)
 	if fail != nil {
 		return *fail
 	}
@@ -217,9 +339,9 @@ func (s *Set) writeTool(input json.RawMessage) Result {
 	if int64(len(content)) > s.maxWrite {
 		return failure("too_large", "write: content is %d bytes; the limit is %d", len(content), s.maxWrite)
 	}
-	p, err := s.resolvePath(path)
+	p, err := s.resolvePath("write", path, s.ws)
 	if err != nil {
-		return failure(pathErrKind(err), "write: %v", err)
+		return failure(pathErrKind(err), "%v", err)
 	}
 	mode := fs.FileMode(0o644)
 	created := true
@@ -234,11 +356,11 @@ func (s *Set) writeTool(input json.RawMessage) Result {
 	case !errors.Is(err, fs.ErrNotExist):
 		return fileFailure("write", p, err)
 	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return failure("io_error", "write: creating parent directories of %s: %v", p, err)
+	if err := s.mkdirChecked("write", path, filepath.Dir(p)); err != nil {
+		return failure(ioErrKind(err), "%v", err)
 	}
-	if err := atomicfile.Write(p, []byte(content), mode); err != nil {
-		return failure("io_error", "write: %v", err)
+	if err := s.replaceFile("write", path, p, []byte(content), mode); err != nil {
+		return failure(ioErrKind(err), "%v", err)
 	}
 	verb := "Overwrote"
 	if created {
@@ -270,11 +392,11 @@ func (s *Set) editTool(input json.RawMessage) Result {
 	if oldText == newText {
 		return failure("invalid_arguments", "invalid arguments for edit: oldText and newText are the same; nothing would change")
 	}
-	p, err := s.resolvePath(path)
+	p, err := s.resolvePath("edit", path, s.ws)
 	if err != nil {
-		return failure(pathErrKind(err), "edit: %v", err)
+		return failure(pathErrKind(err), "%v", err)
 	}
-	f, fi, fail := openRegular("edit", p)
+	f, fi, fail := s.openRegular("edit", path, p)
 	if fail != nil {
 		return *fail
 	}
@@ -310,8 +432,8 @@ func (s *Set) editTool(input json.RawMessage) Result {
 	if int64(len(updated)) > s.maxWrite {
 		return failure("too_large", "edit: the result would be %d bytes; the limit is %d", len(updated), s.maxWrite)
 	}
-	if err := atomicfile.Write(p, []byte(updated), fi.Mode().Perm()); err != nil {
-		return failure("io_error", "edit: %v", err)
+	if err := s.replaceFile("edit", path, p, []byte(updated), fi.Mode().Perm()); err != nil {
+		return failure(ioErrKind(err), "%v", err)
 	}
 	replaced := 1
 	if replaceAll {

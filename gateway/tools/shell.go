@@ -19,7 +19,16 @@ import (
 // than bash costs a refused command the model can rephrase; being looser
 // would run a program nobody allowed. Comments are not recognised, so text
 // after # is checked as commands too (stricter, never looser).
-func checkAllowlist(line string, allow []string) error {
+//
+// Every redirection that names a file (>, >>, >|, <, <>, &>, &>>, n>, >&file)
+// is passed to target with its operator and the file as bash will open it;
+// the target must be a plain word (no $, globs, braces or ~), since what it
+// expands to is what bash opens. /dev/null and the standard streams are
+// let through without asking. Here-documents (<<, <<-) and here-strings
+// (<<<) name no file, and n>&m only duplicates a descriptor. Files a program
+// opens because of its arguments (tee f, cp a b, sed -i) are beyond what
+// this can see: that is the allowlisted program's own power.
+func checkAllowlist(line string, allow []string, target func(op, path string) error) error {
 	for _, bad := range []struct{ seq, what string }{
 		{"$(", "command substitution $(…)"},
 		{"`", "command substitution with backticks"},
@@ -39,6 +48,7 @@ func checkAllowlist(line string, allow []string) error {
 	}
 	commands := 0
 	inSegment, haveCmd, wantTarget := false, false, false
+	redirOp := ""
 	endSegment := func() error {
 		if wantTarget {
 			return fmt.Errorf("a redirection has no target")
@@ -56,11 +66,17 @@ func checkAllowlist(line string, allow []string) error {
 				return err
 			}
 		case tokRedirect:
-			inSegment, wantTarget = true, true
+			if wantTarget {
+				return fmt.Errorf("a redirection has no target")
+			}
+			inSegment, wantTarget, redirOp = true, true, t.raw
 		case tokWord:
 			inSegment = true
 			if wantTarget {
 				wantTarget = false
+				if err := checkRedirectTarget(redirOp, t, target); err != nil {
+					return err
+				}
 				continue
 			}
 			if haveCmd {
@@ -80,6 +96,32 @@ func checkAllowlist(line string, allow []string) error {
 		return fmt.Errorf("no command found to check against tools.exec.allowlist")
 	}
 	return nil
+}
+
+// streamFiles are redirection targets that are no file of anyone's.
+var streamFiles = []string{"/dev/null", "/dev/stdin", "/dev/stdout", "/dev/stderr"}
+
+func checkRedirectTarget(op string, t shellToken, target func(op, path string) error) error {
+	switch op {
+	case "<<", "<<-", "<<<":
+		return nil // a here-document's delimiter or a here-string's text
+	case ">&", "<&":
+		// n>&m, n>&- and n>&m- duplicate or close descriptors; any other
+		// word after >& is a file, as with &>.
+		if w := strings.TrimSuffix(t.word, "-"); !t.special && strings.Trim(w, "0123456789") == "" {
+			return nil
+		}
+	}
+	if t.special {
+		return fmt.Errorf("redirection %s %q: the target is not a plain path (variables, globs, braces and ~ are not allowed in redirection targets with tools.exec.security \"allowlist\"; write the path out)", op, clip(t.raw, 60))
+	}
+	if slices.Contains(streamFiles, t.word) {
+		return nil
+	}
+	if target == nil {
+		return nil
+	}
+	return target(op, t.word)
 }
 
 func allowedProgram(t shellToken, allow []string) error {

@@ -18,8 +18,8 @@ func (s *Set) buildSpecs() []Spec {
 		who = strconv.Quote(u.Username)
 	}
 	maxSec := int(s.timeout.Seconds())
-	pathDoc := fmt.Sprintf("File path. Relative paths are inside the workspace %s and may not leave it; absolute paths are used as given.", s.ws)
-	if s.restrict {
+	pathDoc := fmt.Sprintf("File path. Relative paths are inside the workspace %s and may not leave it; absolute paths are used as given. The gateway's own config file and state directory are refused.", s.ws)
+	if s.confined {
 		pathDoc = fmt.Sprintf("File path inside the workspace %s (relative, or absolute within it).", s.ws)
 	}
 
@@ -34,7 +34,8 @@ func (s *Set) buildSpecs() []Spec {
 			allowed = strings.Join(s.allowlist, ", ")
 		}
 		execDesc += fmt.Sprintf(" Only these programs may run: %s. Every command in a pipeline or list (|, &&, ||, ;) must be one of them, "+
-			"named exactly as listed; $(…), backticks, ( ) subshells, variable assignments and the env field are refused.", allowed)
+			"named exactly as listed; $(…), backticks, ( ) subshells, variable assignments and the env field are refused. "+
+			"Redirection targets (> file, < file, …) must be plain paths inside the workspace (or /dev/null).", allowed)
 	}
 
 	all := map[string]struct {

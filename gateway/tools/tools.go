@@ -70,11 +70,17 @@ type Options struct {
 	MaxReadBytes int64
 	// MaxWriteBytes caps what write and edit may store. Default 10 MiB.
 	MaxWriteBytes int64
-	// Env is added to the gateway's own environment for exec ("K=V" entries).
+	// ConfigPath and StateDir are the gateway's config file and state
+	// directory (devices, sessions). The file tools refuse them whatever
+	// tools.exec.security is; empty means none.
+	ConfigPath, StateDir string
+	// Env is added to the gateway's own environment, less its secrets
+	// (configgen.SecretEnvNames), for exec ("K=V" entries).
 	Env []string
-	// RestrictToWorkspace refuses absolute paths outside the workspace too.
-	// A Koi leaves it false (see resolvePath); tests and fuzzing set it so
-	// arbitrary input cannot touch the rest of the machine.
+	// RestrictToWorkspace confines the file tools to the workspace even with
+	// security "full" (with "deny" and "allowlist" they always are; see
+	// resolvePath). Fuzzing sets it so arbitrary input cannot touch the rest
+	// of the machine.
 	RestrictToWorkspace bool
 	Logger              *slog.Logger
 	// Now gives timestamps for reports; durations and timeouts use the
@@ -112,7 +118,8 @@ type Set struct {
 	maxOut    int
 	maxRead   int64
 	maxWrite  int64
-	restrict  bool
+	confined  bool           // absolute paths must be in the workspace too
+	protect   protectedPaths // refused in every mode
 	log       *slog.Logger
 	now       func() time.Time
 	specs     []Spec
@@ -151,7 +158,6 @@ func New(opts Options) (*Set, error) {
 		maxOut:   opts.MaxOutputChars,
 		maxRead:  opts.MaxReadBytes,
 		maxWrite: opts.MaxWriteBytes,
-		restrict: opts.RestrictToWorkspace,
 		log:      opts.Logger,
 		now:      opts.Now,
 		closing:  make(chan struct{}),
@@ -166,6 +172,10 @@ func New(opts Options) (*Set, error) {
 	case SecurityDeny, SecurityAllowlist, SecurityFull:
 	default:
 		return nil, fmt.Errorf("tools: tools.exec.security must be one of deny, allowlist, full; got %q", s.security)
+	}
+	s.confined = opts.RestrictToWorkspace || s.security != SecurityFull
+	if s.protect, err = newProtectedPaths(ws, opts.ConfigPath, opts.StateDir); err != nil {
+		return nil, err
 	}
 	if h := opts.Exec.Host; h != "" && h != "gateway" {
 		return nil, fmt.Errorf("tools: tools.exec.host %q is not supported; only \"gateway\" is", h)

@@ -229,10 +229,10 @@ func TestPathEscapes(t *testing.T) {
 		args       any
 		want       string
 	}{
-		{"read ../", "read", map[string]any{"path": "../" + filepath.Base(outside) + "/secret.txt"}, "path escapes the workspace"},
-		{"read deep ../", "read", map[string]any{"path": "sub/../../x"}, "path escapes the workspace"},
-		{"write ../", "write", map[string]any{"path": "../evil.txt", "content": "x"}, "path escapes the workspace"},
-		{"edit ../", "edit", map[string]any{"path": "../../etc/hostname", "oldText": "a", "newText": "b"}, "path escapes the workspace"},
+		{"read ../", "read", map[string]any{"path": "../" + filepath.Base(outside) + "/secret.txt"}, "outside the workspace"},
+		{"read deep ../", "read", map[string]any{"path": "sub/../../x"}, "outside the workspace"},
+		{"write ../", "write", map[string]any{"path": "../evil.txt", "content": "x"}, "outside the workspace"},
+		{"edit ../", "edit", map[string]any{"path": "../../etc/hostname", "oldText": "a", "newText": "b"}, "outside the workspace"},
 		{"read through dir symlink", "read", map[string]any{"path": "out/secret.txt"}, "through a symlink"},
 		{"write through dir symlink", "write", map[string]any{"path": "out/new.txt", "content": "x"}, "through a symlink"},
 		{"write new dir through symlink", "write", map[string]any{"path": "out/d/e/new.txt", "content": "x"}, "through a symlink"},
@@ -240,7 +240,7 @@ func TestPathEscapes(t *testing.T) {
 		{"write file symlink", "write", map[string]any{"path": "secret-link", "content": "x"}, "through a symlink"},
 		{"write dangling symlink", "write", map[string]any{"path": "dangling", "content": "x"}, "does not exist"},
 		{"write under dangling symlink", "write", map[string]any{"path": "dangling/x.txt", "content": "x"}, "does not exist"},
-		{"exec workdir ../", "exec", map[string]any{"command": "touch escaped", "workdir": ".."}, "path escapes the workspace"},
+		{"exec workdir ../", "exec", map[string]any{"command": "touch escaped", "workdir": ".."}, "outside the workspace"},
 		{"exec workdir symlink", "exec", map[string]any{"command": "touch escaped", "workdir": "out"}, "through a symlink"},
 	}
 	for _, tt := range tests {
@@ -271,7 +271,7 @@ func TestPathEscapes(t *testing.T) {
 	}
 	// ...unless RestrictToWorkspace says otherwise.
 	restricted := newSet(t, func(o *Options) { o.RestrictToWorkspace = true })
-	mustFail(t, run(t, restricted, "read", map[string]any{"path": secret}), "path escapes the workspace")
-	mustFail(t, run(t, restricted, "read", map[string]any{"path": "~/x"}), "path escapes the workspace")
+	mustFail(t, run(t, restricted, "read", map[string]any{"path": secret}), "outside the workspace")
+	mustFail(t, run(t, restricted, "read", map[string]any{"path": "~/x"}), "outside the workspace")
 	mustOK(t, run(t, restricted, "write", map[string]any{"path": filepath.Join(restricted.ws, "abs.txt"), "content": "in"}))
 }
