@@ -63,6 +63,17 @@ func (c *conn) handshake(typ int, data []byte) bool {
 	}
 
 	lc := c.s.live.Load()
+	if lc.secret.Mode == "none" && c.browser {
+		// With no secret, a page is kept out only by the Host and Origin
+		// rules; one slip there (or a local page of another user of the
+		// box) would be a shell for any website. Only clients that chose
+		// to dial the gateway themselves get in without a secret.
+		c.s.log.Warn("browser refused: auth mode none", "ip", c.ip, "conn", c.id, "client", p.Client.ID)
+		return c.handshakeFail(id, protocol.ClosePolicyViolation, "unauthorized",
+			protocol.Errorf(protocol.CodeInvalidRequest, `unauthorized: a browser page cannot connect while gateway.auth.mode is "none"; `+
+				`set gateway.auth.mode to "token" and open the page with the token`).
+				WithDetails(map[string]any{"code": protocol.AuthNoneBrowser}))
+	}
 	// Loopback clients without a browser Origin are the box's own tools; a
 	// page in a local browser is not exempt, since any site could script it.
 	limited := !(isLoopbackIP(c.ip) && !c.browser)

@@ -221,7 +221,10 @@ func TestBrowserWebChat(t *testing.T) {
 		withConfig("gateway.auth.rateLimit.maxAttempts", 2),
 		withConfig("gateway.auth.rateLimit.lockoutMs", 2000),
 		// As on a Koi, where nginx on the same host is the proxy.
-		withConfig("gateway.trustedProxies", []string{"127.0.0.1"}))
+		withConfig("gateway.trustedProxies", []string{"127.0.0.1"}),
+		// The name the proxy step below uses, as an owner would list the
+		// domain nginx answers to.
+		withConfig("gateway.controlUi.allowedHosts", []string{"koi.test"}))
 
 	// A bound for the whole browser, so a wedged page fails the test
 	// instead of hanging it.
