@@ -120,7 +120,7 @@ func (c *conn) handshake(typ int, data []byte) bool {
 	c.protocol = proto
 	c.params = p
 	c.role = p.Role
-	c.scopes = grantScopes(p.Scopes)
+	c.scopes = grantScopes(p.Scopes, proto, lc.secret.Mode != "none")
 	c.caps = map[string]bool{}
 	for _, cp := range p.Caps {
 		c.caps[cp] = true
@@ -203,11 +203,19 @@ func checkSecret(lc *liveConfig, a *protocol.ConnectAuth) (code, msg string) {
 }
 
 // grantScopes applies PROTOCOL.md: none asked for means read and write;
-// write implies read; admin implies both.
-func grantScopes(asked []string) map[string]bool {
+// write implies read; admin implies both. The exception is OpenClaw's
+// protocol 3, which gives a client that proved the shared secret and asked
+// for nothing operator.admin: an older OpenClaw client relies on that for
+// config and session methods, and the secret's holder is the Koi's owner,
+// who may ask for admin anyway. Without a secret (auth "none") nothing proves
+// that, so the default stays read and write.
+func grantScopes(asked []string, proto int, sharedSecret bool) map[string]bool {
 	g := map[string]bool{}
 	if len(asked) == 0 {
 		asked = []string{protocol.ScopeRead, protocol.ScopeWrite}
+		if proto == 3 && sharedSecret {
+			asked = append(asked, protocol.ScopeAdmin)
+		}
 	}
 	for _, s := range asked {
 		g[s] = true
