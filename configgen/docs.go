@@ -126,6 +126,8 @@ func formatDoc(f format, plain string) string {
 		return "tool name (" + strings.Join(toolNames, ", ") + ")"
 	case fmtCommand:
 		return "binary name or absolute path"
+	case fmtHostname:
+		return "host name (`koi.example.com`)"
 	}
 	return plain
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -230,6 +231,59 @@ func TestScopes(t *testing.T) {
 			}
 			if m, _ := res.Error.Details.(map[string]any); m["missingScope"] != tt.wantMissed {
 				t.Errorf("details %v, want missingScope %s", res.Error.Details, tt.wantMissed)
+			}
+		})
+	}
+}
+
+// TestScopesV3Default: OpenClaw's protocol 3 gives a shared-secret client
+// that asks for no scopes operator.admin; SkyKoi does the same when 3 is the
+// protocol negotiated, and keeps read+write for protocol 4 and for auth
+// "none", where no secret says the client is the owner.
+func TestScopesV3Default(t *testing.T) {
+	const password = "a-long-gateway-password-for-tests-only!"
+	none := withConfig("gateway.auth", map[string]any{"mode": "none"})
+	admin := []string{"operator.admin", "operator.read", "operator.write"}
+	readWrite := []string{"operator.read", "operator.write"}
+	tests := []struct {
+		name      string
+		server    []serverOpt
+		maxProto  int
+		auth      map[string]any
+		scopes    []string // nil: field absent
+		wantGrant []string
+	}{
+		{"v3, token, no scopes", nil, 3, map[string]any{"token": testToken}, nil, admin},
+		{"v3, token, empty scopes", nil, 3, map[string]any{"token": testToken}, []string{}, admin},
+		{"v3, password, no scopes", []serverOpt{passwordMode(password)}, 3, map[string]any{"password": password}, nil, admin},
+		{"v3, token, asks for read", nil, 3, map[string]any{"token": testToken}, []string{"operator.read"}, []string{"operator.read"}},
+		{"v3, auth none, no scopes", []serverOpt{none}, 3, nil, nil, readWrite},
+		{"v4, token, no scopes", nil, 4, map[string]any{"token": testToken}, nil, readWrite},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := startServer(t, tt.server...)
+			c, hello := dialConnected(t, ts, func(p map[string]any) {
+				p["maxProtocol"] = tt.maxProto
+				delete(p, "auth")
+				if tt.auth != nil {
+					p["auth"] = tt.auth
+				}
+				if tt.scopes != nil {
+					p["scopes"] = tt.scopes
+				}
+			})
+			if hello.Protocol != tt.maxProto {
+				t.Fatalf("negotiated protocol %d, want %d", hello.Protocol, tt.maxProto)
+			}
+			if strings.Join(hello.Auth.Scopes, ",") != strings.Join(tt.wantGrant, ",") {
+				t.Fatalf("granted %v, want %v", hello.Auth.Scopes, tt.wantGrant)
+			}
+			// The grant is what the method table enforces, not just what
+			// hello-ok says.
+			res := c.call("config.get", nil)
+			if isAdmin := slices.Contains(tt.wantGrant, "operator.admin"); res.OK != isAdmin {
+				t.Errorf("config.get ok=%v with grant %v: %+v", res.OK, tt.wantGrant, res.Error)
 			}
 		})
 	}

@@ -63,6 +63,17 @@ func (c *conn) handshake(typ int, data []byte) bool {
 	}
 
 	lc := c.s.live.Load()
+	if lc.secret.Mode == "none" && c.browser {
+		// With no secret, a page is kept out only by the Host and Origin
+		// rules; one slip there (or a local page of another user of the
+		// box) would be a shell for any website. Only clients that chose
+		// to dial the gateway themselves get in without a secret.
+		c.s.log.Warn("browser refused: auth mode none", "ip", c.ip, "conn", c.id, "client", p.Client.ID)
+		return c.handshakeFail(id, protocol.ClosePolicyViolation, "unauthorized",
+			protocol.Errorf(protocol.CodeInvalidRequest, `unauthorized: a browser page cannot connect while gateway.auth.mode is "none"; `+
+				`set gateway.auth.mode to "token" and open the page with the token`).
+				WithDetails(map[string]any{"code": protocol.AuthNoneBrowser}))
+	}
 	// Loopback clients without a browser Origin are the box's own tools; a
 	// page in a local browser is not exempt, since any site could script it.
 	limited := !(isLoopbackIP(c.ip) && !c.browser)
@@ -109,7 +120,7 @@ func (c *conn) handshake(typ int, data []byte) bool {
 	c.protocol = proto
 	c.params = p
 	c.role = p.Role
-	c.scopes = grantScopes(p.Scopes)
+	c.scopes = grantScopes(p.Scopes, proto, lc.secret.Mode != "none")
 	c.caps = map[string]bool{}
 	for _, cp := range p.Caps {
 		c.caps[cp] = true
@@ -192,11 +203,19 @@ func checkSecret(lc *liveConfig, a *protocol.ConnectAuth) (code, msg string) {
 }
 
 // grantScopes applies PROTOCOL.md: none asked for means read and write;
-// write implies read; admin implies both.
-func grantScopes(asked []string) map[string]bool {
+// write implies read; admin implies both. The exception is OpenClaw's
+// protocol 3, which gives a client that proved the shared secret and asked
+// for nothing operator.admin: an older OpenClaw client relies on that for
+// config and session methods, and the secret's holder is the Koi's owner,
+// who may ask for admin anyway. Without a secret (auth "none") nothing proves
+// that, so the default stays read and write.
+func grantScopes(asked []string, proto int, sharedSecret bool) map[string]bool {
 	g := map[string]bool{}
 	if len(asked) == 0 {
 		asked = []string{protocol.ScopeRead, protocol.ScopeWrite}
+		if proto == 3 && sharedSecret {
+			asked = append(asked, protocol.ScopeAdmin)
+		}
 	}
 	for _, s := range asked {
 		g[s] = true

@@ -26,10 +26,15 @@ func (s *Server) routes() http.Handler {
 		}
 		// Read per request so a reload that turns the page off (or on)
 		// takes effect without a restart.
-		if s.live.Load().cfg.Gateway.ControlUI.Enabled && ui.Serves(r.URL.Path) {
-			ui.ServeHTTP(w, r)
+		if lc := s.live.Load(); lc.cfg.Gateway.ControlUI.Enabled && ui.Serves(r.URL.Path) {
+			if !s.refuseHost(w, r, lc) {
+				ui.ServeHTTP(w, r)
+			}
 			return
 		}
+		// The probes and the 404 answer any Host: they are what health
+		// checks reach by whatever name they use, and a rebinding page
+		// reading them learns only that a gateway is up.
 		switch r.URL.Path {
 		case "/healthz":
 			writeJSON(w, http.StatusOK, map[string]any{"ok": true, "status": "live"})
@@ -62,6 +67,13 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	origin := r.Header.Get("Origin")
+	// Only a socket with an Origin is checked for its Host: browsers always
+	// send Origin on a WebSocket upgrade, and a client without one (the CLI,
+	// a script) picked the address it dials itself, so no page's DNS can
+	// have steered it there.
+	if origin != "" && s.refuseHost(w, r, lc) {
+		return
+	}
 	if origin != "" && !originAllowed(origin, r.Host, lc.origins) {
 		s.log.Warn("websocket origin rejected", "origin", origin, "host", r.Host, "peer", r.RemoteAddr)
 		writeJSON(w, http.StatusForbidden, map[string]any{"ok": false,
@@ -107,6 +119,52 @@ func (s *Server) trackConn() bool {
 	}
 	s.connWG.Add(1)
 	return true
+}
+
+// refuseHost answers 421 and returns true when r's Host is not one of this
+// gateway's names. This is the defence against DNS rebinding: a page on
+// attacker.test whose name the attacker re-points at 127.0.0.1 reaches the
+// gateway with Host and Origin both attacker.test, so the Origin rule alone
+// would take it for the gateway's own page.
+func (s *Server) refuseHost(w http.ResponseWriter, r *http.Request, lc *liveConfig) bool {
+	if hostAllowed(r.Host, lc.hosts) {
+		return false
+	}
+	h := hostName(r.Host)
+	if len(h) > maxHostEcho {
+		h = h[:maxHostEcho] + "…"
+	}
+	s.log.Warn("request for an unknown host refused", "host", h, "path", r.URL.Path, "peer", r.RemoteAddr)
+	writeJSON(w, http.StatusMisdirectedRequest, map[string]any{"ok": false,
+		"error": fmt.Sprintf("host %q is not a name of this gateway; if you reach the gateway by that name, add it to gateway.controlUi.allowedHosts (IP addresses and localhost need no entry)", h)})
+	return true
+}
+
+// maxHostEcho bounds how much of a refused Host goes back out and into the
+// log; a DNS name is at most 253 characters.
+const maxHostEcho = 253
+
+// hostAllowed is the Host rule of docs/protocol.md. An IP literal cannot be
+// a rebinding vector, since rebinding needs a DNS name the attacker
+// controls; "localhost" is answered by the browser itself, never by DNS.
+// Any other name must be in names (gateway.controlUi.allowedHosts and the
+// hosts of allowedOrigins). "*.localhost" is not exempt: whether it goes to
+// DNS depends on the browser.
+func hostAllowed(host string, names map[string]bool) bool {
+	h := hostName(host)
+	if h == "" {
+		return false
+	}
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	return h == "localhost" || names[h]
+}
+
+// hostName is the name in a Host header, lower-cased and without the port
+// or a trailing dot, which name the same host.
+func hostName(host string) string {
+	return strings.TrimSuffix(strings.ToLower(hostOnly(host)), ".")
 }
 
 // originAllowed applies PROTOCOL.md's rule: listed in allowedOrigins, or the

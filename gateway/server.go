@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"sync"
@@ -183,6 +184,7 @@ type liveConfig struct {
 	limiter  *auth.RateLimiter
 	proxies  []net.IPNet
 	origins  map[string]bool
+	hosts    map[string]bool // DNS names the Host rule admits, lower-case
 	bindAddr string
 }
 
@@ -233,8 +235,17 @@ func (s *Server) derive(cfg configgen.Config) (*liveConfig, error) {
 		}
 		lc.proxies = append(lc.proxies, n)
 	}
+	lc.hosts = map[string]bool{}
 	for _, o := range g.ControlUI.AllowedOrigins {
 		lc.origins[normalizeOrigin(o)] = true
+		// A page on an allowed origin may be served by this gateway too
+		// (nginx answering to that name).
+		if u, err := url.Parse(o); err == nil && u.Hostname() != "" {
+			lc.hosts[hostName(u.Host)] = true
+		}
+	}
+	for _, h := range g.ControlUI.AllowedHosts {
+		lc.hosts[hostName(h)] = true
 	}
 	host := "127.0.0.1"
 	switch g.Bind {

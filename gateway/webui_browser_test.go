@@ -210,19 +210,11 @@ func (tb *tab) send(text string) {
 	tb.do("typing a message", chromedp.SendKeys(chromedp.ID("input"), text+"\r"))
 }
 
-// TestBrowserWebChat drives the page in headless Chromium against a real
-// gateway and the fake Bedrock: token link, streaming, history after a
-// reload, tool calls, hostile model output, Stop, a wrong token and the rate
-// limit, a browser without Ed25519, a TLS proxy in front, sessions, and the
-// gateway shutting down. One browser serves every step, to keep it fast.
-func TestBrowserWebChat(t *testing.T) {
-	chromium := chromiumPath(t)
-	ts, fake := agentServer(t,
-		withConfig("gateway.auth.rateLimit.maxAttempts", 2),
-		withConfig("gateway.auth.rateLimit.lockoutMs", 2000),
-		// As on a Koi, where nginx on the same host is the proxy.
-		withConfig("gateway.trustedProxies", []string{"127.0.0.1"}))
-
+// startBrowser starts headless Chromium for the test and returns its
+// context. resolverRules maps names to addresses without DNS (Chromium's
+// --host-resolver-rules), so a test can use names that are not loopback.
+func startBrowser(t *testing.T, chromium, resolverRules string) context.Context {
+	t.Helper()
 	// A bound for the whole browser, so a wedged page fails the test
 	// instead of hanging it.
 	root, stop := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -242,9 +234,9 @@ func TestBrowserWebChat(t *testing.T) {
 		chromedp.Flag("disable-default-apps", true),
 		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.Flag("password-store", "basic"),
-		// The proxy step needs a name that is not loopback, without DNS,
-		// and accepts the test server's self-signed certificate.
-		chromedp.Flag("host-resolver-rules", "MAP koi.test 127.0.0.1"),
+		// Names that are not loopback, without DNS; and the test servers'
+		// self-signed certificates are accepted.
+		chromedp.Flag("host-resolver-rules", resolverRules),
 		chromedp.IgnoreCertErrors,
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1100, 760),
@@ -257,6 +249,26 @@ func TestBrowserWebChat(t *testing.T) {
 	if err := chromedp.Do(browserCtx); err != nil {
 		t.Fatalf("starting %s: %v", chromium, err)
 	}
+	return browserCtx
+}
+
+// TestBrowserWebChat drives the page in headless Chromium against a real
+// gateway and the fake Bedrock: token link, streaming, history after a
+// reload, tool calls, hostile model output, Stop, a wrong token and the rate
+// limit, a browser without Ed25519, a TLS proxy in front, sessions, and the
+// gateway shutting down. One browser serves every step, to keep it fast.
+func TestBrowserWebChat(t *testing.T) {
+	chromium := chromiumPath(t)
+	ts, fake := agentServer(t,
+		withConfig("gateway.auth.rateLimit.maxAttempts", 2),
+		withConfig("gateway.auth.rateLimit.lockoutMs", 2000),
+		// As on a Koi, where nginx on the same host is the proxy.
+		withConfig("gateway.trustedProxies", []string{"127.0.0.1"}),
+		// The name the proxy step below uses, as an owner would list the
+		// domain nginx answers to.
+		withConfig("gateway.controlUi.allowedHosts", []string{"koi.test"}))
+
+	browserCtx := startBrowser(t, chromium, "MAP koi.test 127.0.0.1")
 	tb := newTab(t, browserCtx)
 
 	// (a) The token link, then a streamed answer.

@@ -66,11 +66,14 @@ const (
 
 // details.code values of handshake failures.
 const (
-	AuthTokenMissing           = "AUTH_TOKEN_MISSING"
-	AuthTokenMismatch          = "AUTH_TOKEN_MISMATCH"
-	AuthPasswordMissing        = "AUTH_PASSWORD_MISSING"
-	AuthPasswordMismatch       = "AUTH_PASSWORD_MISMATCH"
-	AuthRateLimited            = "AUTH_RATE_LIMITED"
+	AuthTokenMissing     = "AUTH_TOKEN_MISSING"
+	AuthTokenMismatch    = "AUTH_TOKEN_MISMATCH"
+	AuthPasswordMissing  = "AUTH_PASSWORD_MISSING"
+	AuthPasswordMismatch = "AUTH_PASSWORD_MISMATCH"
+	AuthRateLimited      = "AUTH_RATE_LIMITED"
+	// AuthNoneBrowser: auth mode "none" admits no connection that carries
+	// a browser Origin; SkyKoi's own, not OpenClaw's.
+	AuthNoneBrowser            = "AUTH_NONE_BROWSER"
 	DeviceAuthNonceRequired    = "DEVICE_AUTH_NONCE_REQUIRED"
 	DeviceAuthNonceMismatch    = "DEVICE_AUTH_NONCE_MISMATCH"
 	DeviceAuthSignatureInvalid = "DEVICE_AUTH_SIGNATURE_INVALID"

@@ -22,11 +22,13 @@ import (
 var static embed.FS
 
 // ContentSecurityPolicy is sent with every response. Everything comes from
-// the page's own origin; the WebSocket may use ws: or wss: because behind
-// nginx the scheme differs from the one the gateway sees. No inline script or
-// style is allowed, which is what makes an injection in rendered model output
-// inert even if the renderer ever had a bug.
-const ContentSecurityPolicy = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; " +
+// the page's own origin, its WebSocket included: under CSP Level 3 'self'
+// matches ws: and wss: to the page's own host and port (https → wss behind
+// nginx), so a script that got into the page cannot open a socket anywhere
+// else. No inline script or style is allowed, which is what makes an
+// injection in rendered model output inert even if the renderer ever had a
+// bug.
+const ContentSecurityPolicy = "default-src 'self'; connect-src 'self'; img-src 'self' data:; " +
 	"style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
 // asset is one embedded file, prepared once so requests only copy bytes.
