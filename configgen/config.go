@@ -53,7 +53,6 @@ type RateLimit struct {
 type ControlUI struct {
 	Enabled        bool     `json:"enabled"`
 	AllowedOrigins []string `json:"allowedOrigins"`
-	AllowedHosts   []string `json:"allowedHosts"`
 }
 
 type Reload struct {
@@ -153,7 +152,6 @@ func (c Config) Clone() Config {
 	cp := func(s []string) []string { return append([]string{}, s...) }
 	c.Gateway.TrustedProxies = cp(c.Gateway.TrustedProxies)
 	c.Gateway.ControlUI.AllowedOrigins = cp(c.Gateway.ControlUI.AllowedOrigins)
-	c.Gateway.ControlUI.AllowedHosts = cp(c.Gateway.ControlUI.AllowedHosts)
 	c.Agents.Defaults.Model.Fallbacks = cp(c.Agents.Defaults.Model.Fallbacks)
 	c.Tools.Allow = cp(c.Tools.Allow)
 	c.Tools.Deny = cp(c.Tools.Deny)

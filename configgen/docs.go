@@ -126,8 +126,6 @@ func formatDoc(f format, plain string) string {
 		return "tool name (" + strings.Join(toolNames, ", ") + ")"
 	case fmtCommand:
 		return "binary name or absolute path"
-	case fmtHostname:
-		return "host name (`koi.example.com`)"
 	}
 	return plain
 }

@@ -106,7 +106,7 @@ func koiConfig() configgen.Config {
 			Auth: configgen.Auth{Mode: "token", TokenSha256: goldenHash,
 				RateLimit: configgen.RateLimit{MaxAttempts: 10, WindowMs: 60000, LockoutMs: 300000}},
 			TrustedProxies: []string{"127.0.0.1"},
-			ControlUI:      configgen.ControlUI{Enabled: true, AllowedOrigins: []string{}, AllowedHosts: []string{}},
+			ControlUI:      configgen.ControlUI{Enabled: true, AllowedOrigins: []string{}},
 			Reload:         configgen.Reload{Mode: "hybrid"},
 		},
 		Agents: configgen.Agents{Defaults: configgen.AgentDefaults{

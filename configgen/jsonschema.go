@@ -51,7 +51,6 @@ var formatPatterns = map[format]string{
 	fmtRegion:   regionRe.String(),
 	fmtCommand:  `^(/[^\s]*|[^/\s]+)$`,
 	fmtOrigin:   `^https?://[^/?#\s]+$`,
-	fmtHostname: hostnamePattern,
 }
 
 func schemaFor(n *node, path string) map[string]any {

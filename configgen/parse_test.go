@@ -229,7 +229,7 @@ func TestParseValid(t *testing.T) {
 			want := Config{
 				Gateway: Gateway{Mode: "local", Port: 18789, Bind: "loopback",
 					Auth:           Auth{Mode: "token", TokenSha256: hash, RateLimit: RateLimit{10, 60000, 300000}},
-					TrustedProxies: []string{}, ControlUI: ControlUI{Enabled: true, AllowedOrigins: []string{}, AllowedHosts: []string{}},
+					TrustedProxies: []string{}, ControlUI: ControlUI{Enabled: true, AllowedOrigins: []string{}},
 					Reload: Reload{"hybrid"}},
 				Agents: Agents{Defaults: AgentDefaults{Workspace: "~/koi", Model: Model{Primary: DefaultModel, Fallbacks: []string{}},
 					MaxTokens: 8192, TimeoutSeconds: 600, Thinking: "off"}},

@@ -31,8 +31,7 @@ const (
 	fmtRegion
 	fmtURL
 	fmtToolName
-	fmtCommand  // binary name or absolute path
-	fmtHostname // a DNS name, no port
+	fmtCommand // binary name or absolute path
 )
 
 // minSecretLen is the shortest token or password the gateway accepts: 32
@@ -115,7 +114,6 @@ var root = &node{kind: kindObject, fields: []*node{
 		obj("controlUi", "the web chat page",
 			&node{key: "enabled", kind: kindBool, def: true, doc: "serves the web chat page at `/`"},
 			&node{key: "allowedOrigins", kind: kindStrings, format: fmtOrigin, def: []any{}, doc: "browser origins allowed besides the gateway's own"},
-			&node{key: "allowedHosts", kind: kindStrings, format: fmtHostname, def: []any{}, doc: "DNS names browsers may use to reach the gateway (the `Host` of the page and of its socket), such as the name nginx answers to; IP addresses, `localhost` and the hosts of `allowedOrigins` need no entry; any other name is refused with 421, which stops DNS rebinding"},
 		),
 		obj("reload", "config reloads",
 			&node{key: "mode", kind: kindEnum, enum: []string{"off", "hybrid"}, def: "hybrid", doc: "hybrid: hot-apply what can be, restart the listener for the rest"},

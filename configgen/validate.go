@@ -493,44 +493,7 @@ func (v *validator) format(n *node, path, s string) {
 		if s == "" || strings.ContainsAny(s, " \t\n\x00") || strings.Contains(s, "/") && !strings.HasPrefix(s, "/") {
 			v.add(path, "must be a binary name or an absolute path, got %s", quote(s))
 		}
-	case fmtHostname:
-		if _, err := netip.ParseAddr(strings.Trim(s, "[]")); err == nil {
-			v.add(path, "must be a DNS name; IP addresses are always accepted and need no entry, got %s", quote(s))
-		} else if !ValidHostname(s) {
-			v.add(path, "must be a host name such as koi.example.com (no scheme, port, path or wildcard), got %s", quote(s))
-		}
 	}
-}
-
-// hostnamePattern is ValidHostname for the JSON Schema: dot-separated labels
-// of letters, digits and inner hyphens. The length limits are checked only
-// by the validator.
-const hostnamePattern = `^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$`
-
-// ValidHostname reports whether s is a DNS host name as a browser puts it in
-// Host: labels of 1 to 63 letters, digits and inner hyphens, 253 characters
-// at most, and a last label that is not all digits (that would be an IPv4
-// address, which needs no entry). No trailing dot: the gateway strips one
-// from Host before comparing. Any case is accepted; names compare
-// case-insensitively.
-func ValidHostname(s string) bool {
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	labels := strings.Split(s, ".")
-	for _, l := range labels {
-		if len(l) == 0 || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(l); i++ {
-			c := l[i]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
-				return false
-			}
-		}
-	}
-	last := labels[len(labels)-1]
-	return strings.Trim(last, "0123456789") != ""
 }
 
 func validOrigin(s string) bool {

@@ -331,8 +331,7 @@ func TestHandshakeDeviceIdentity(t *testing.T) {
 func TestOriginCheck(t *testing.T) {
 	// koi.example.com is a name of the gateway (as behind nginx), so these
 	// cases reach the Origin rule; TestDNSRebindingRefused has the Host rule.
-	ts := startServer(t, withConfig("gateway.controlUi.allowedOrigins", []any{"https://app.skykoi.dev"}),
-		withConfig("gateway.controlUi.allowedHosts", []any{"koi.example.com"}))
+	ts := startServer(t, withConfig("gateway.controlUi.allowedOrigins", []any{"https://app.skykoi.dev", "https://koi.example.com"}))
 	tests := []struct {
 		name   string
 		origin string

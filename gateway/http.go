@@ -136,7 +136,7 @@ func (s *Server) refuseHost(w http.ResponseWriter, r *http.Request, lc *liveConf
 	}
 	s.log.Warn("request for an unknown host refused", "host", h, "path", r.URL.Path, "peer", r.RemoteAddr)
 	writeJSON(w, http.StatusMisdirectedRequest, map[string]any{"ok": false,
-		"error": fmt.Sprintf("host %q is not a name of this gateway; if you reach the gateway by that name, add it to gateway.controlUi.allowedHosts (IP addresses and localhost need no entry)", h)})
+		"error": fmt.Sprintf("host %q is not a name of this gateway; if you reach the gateway by that name, add its origin (https://%s) to gateway.controlUi.allowedOrigins (IP addresses and localhost need no entry)", h, h)})
 	return true
 }
 
@@ -147,8 +147,8 @@ const maxHostEcho = 253
 // hostAllowed is the Host rule of docs/protocol.md. An IP literal cannot be
 // a rebinding vector, since rebinding needs a DNS name the attacker
 // controls; "localhost" is answered by the browser itself, never by DNS.
-// Any other name must be in names (gateway.controlUi.allowedHosts and the
-// hosts of allowedOrigins). "*.localhost" is not exempt: whether it goes to
+// Any other name must be the host of one of gateway.controlUi.allowedOrigins:
+// the names the owner configured, such as the one nginx answers to. "*.localhost" is not exempt: whether it goes to
 // DNS depends on the browser.
 func hostAllowed(host string, names map[string]bool) bool {
 	h := hostName(host)

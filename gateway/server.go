@@ -244,9 +244,6 @@ func (s *Server) derive(cfg configgen.Config) (*liveConfig, error) {
 			lc.hosts[hostName(u.Host)] = true
 		}
 	}
-	for _, h := range g.ControlUI.AllowedHosts {
-		lc.hosts[hostName(h)] = true
-	}
 	host := "127.0.0.1"
 	switch g.Bind {
 	case "lan":

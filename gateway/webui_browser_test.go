@@ -265,8 +265,8 @@ func TestBrowserWebChat(t *testing.T) {
 		// As on a Koi, where nginx on the same host is the proxy.
 		withConfig("gateway.trustedProxies", []string{"127.0.0.1"}),
 		// The name the proxy step below uses, as an owner would list the
-		// domain nginx answers to.
-		withConfig("gateway.controlUi.allowedHosts", []string{"koi.test"}))
+		// domain nginx answers to (its port does not matter to the Host rule).
+		withConfig("gateway.controlUi.allowedOrigins", []string{"https://koi.test"}))
 
 	browserCtx := startBrowser(t, chromium, "MAP koi.test 127.0.0.1")
 	tb := newTab(t, browserCtx)

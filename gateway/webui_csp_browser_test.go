@@ -81,7 +81,7 @@ func TestBrowserCSPAndHost(t *testing.T) {
 	rb := newTab(t, browser)
 	rb.do("opening the page under a rebound name", chromedp.Navigate("http://attacker.test:"+port+"/#token="+testToken))
 	body := evalJS[string](rb, `document.body ? document.body.innerText : ""`)
-	if !strings.Contains(body, "gateway.controlUi.allowedHosts") || evalJS[bool](rb, `!!document.getElementById("status")`) {
+	if !strings.Contains(body, "gateway.controlUi.allowedOrigins") || evalJS[bool](rb, `!!document.getElementById("status")`) {
 		t.Errorf("the page was served under a rebound name; body: %q", body)
 	}
 }
