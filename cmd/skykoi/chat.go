@@ -206,6 +206,7 @@ func runChat(ctx context.Context, o chatOptions, io stdio) error {
 		Token:                o.token,
 		TLSFingerprintSHA256: o.tlsSHA256,
 		Client:               protocol.Client{ID: chatClientID, Mode: chatClientMode},
+		Scopes:               client.OwnerScopes(),
 		Caps:                 []string{protocol.CapToolEvents},
 		Reconnect:            true,
 		Backoff:              o.backoff,
