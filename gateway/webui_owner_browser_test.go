@@ -169,3 +169,45 @@ func TestBrowserOwnerSettings(t *testing.T) {
 	tb.screenshot("webchat-settings.png")
 	tb.checkClean()
 }
+
+// TestBrowserModelUnreachable: without model credentials the page says so
+// on arrival, next to the connection state, in the gateway's one sentence;
+// a message sent anyway fails with that sentence, and after a reload the
+// question and the error are both still there.
+func TestBrowserModelUnreachable(t *testing.T) {
+	ts, _ := agentServer(t, withOptions(func(o *Options) { o.AWSCredentials = noCreds{} }))
+	tb := newTab(t, startBrowser(t))
+	tb.do("opening the page", chromedp.Navigate(ts.http+"/#token="+testToken))
+	tb.waitJS("the page to connect", jsConnected)
+	// Whether the start-up check finished before hello-ok or its health
+	// event comes after, the warning must show without sending anything.
+	tb.waitJS("the model warning", `!document.getElementById("model-warning").hidden`)
+	warning := evalJS[string](tb, `document.getElementById("model-warning").textContent`)
+	if !oneSentence(warning) || !strings.Contains(warning, "The model is unreachable") || !strings.Contains(warning, "AWS_PROFILE") {
+		t.Errorf("model warning %q; want one sentence saying the model is unreachable and how to fix it", warning)
+	}
+	if st := evalJS[string](tb, `document.getElementById("status").textContent`); !strings.Contains(st, "model is unreachable") {
+		t.Errorf("status %q says nothing of the model", st)
+	}
+	if m := evalJS[string](tb, `document.getElementById("status").dataset.model || ""`); m != "unreachable" {
+		t.Errorf("status data-model = %q, want unreachable (not the green dot)", m)
+	}
+	tb.screenshot("webchat-model-unreachable.png")
+
+	tb.send("are you there?")
+	jsErrors := `[...document.querySelectorAll("#messages .msg.assistant .inline-error")].map(e => e.textContent)`
+	tb.waitJS("the failed turn", jsErrors+`.length === 1`)
+	if got := evalJS[[]string](tb, jsErrors); got[0] != warning {
+		t.Errorf("the failed turn says %q, want the one sentence %q", got[0], warning)
+	}
+	tb.do("reloading", chromedp.Reload())
+	tb.waitJS("the page to reconnect", jsConnected)
+	tb.waitJS("the history", `document.querySelectorAll("#messages .msg").length === 2`)
+	if u := evalJS[string](tb, `document.querySelector("#messages .msg.user .plain")?.textContent || ""`); u != "are you there?" {
+		t.Errorf("after a reload the question is %q", u)
+	}
+	if got := evalJS[[]string](tb, jsErrors); len(got) != 1 || got[0] != warning {
+		t.Errorf("after a reload the errors are %q, want [%q]", got, warning)
+	}
+	tb.checkClean()
+}

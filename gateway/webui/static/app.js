@@ -772,6 +772,9 @@ function renderHistory(messages) {
       }
     }
     if (m.stopReason === "interrupted") art.append(noteEl("Stopped."));
+    // A failed run leaves why in the transcript, so the turn reads the
+    // same after a reload as it did live.
+    if (m.stopReason === "error") art.append(errorEl(m.errorMessage || "The run failed."));
   }
   if (!messages.length) ui.messages.append(noteEl("No messages yet. Say hello."));
   // Runs still going in this session continue below the history.
