@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/skykoi/skykoi/gateway/bedrock/bedrocktest"
 	"github.com/skykoi/skykoi/gateway/session"
 )
 
@@ -59,5 +60,37 @@ func TestModelUnreachableOnArrival(t *testing.T) {
 	}
 	if !strings.Contains(ts.logs.String(), "no EC2 IMDS role found") {
 		t.Error("the SDK's error chain is not in the debug log")
+	}
+}
+
+// TestFailedTurnStaysOutOfTheModelsView: the error entry a failed run
+// leaves is for people; the next run sends the model the questions, not the
+// gateway's error as if the model had said it.
+func TestFailedTurnStaysOutOfTheModelsView(t *testing.T) {
+	ts, fake := agentServer(t)
+	fake.Enqueue("*", bedrocktest.Reply{bedrocktest.HTTPError(403, "AccessDeniedException", "You don't have access to the model with the specified model ID.")})
+	fake.Enqueue("*", bedrocktest.Reply{bedrocktest.Text("here now")})
+	c, _ := dialConnected(t, ts)
+	c.call("chat.send", map[string]any{"sessionKey": "main", "message": "first", "idempotencyKey": "a"})
+	if last := lastChat(t, c, "a"); last.State != "error" || !strings.Contains(last.ErrorMessage, "Model access") {
+		t.Fatalf("first run ended %q %q", last.State, last.ErrorMessage)
+	}
+	c.call("chat.send", map[string]any{"sessionKey": "main", "message": "second", "idempotencyKey": "b"})
+	if last := lastChat(t, c, "b"); last.State != "final" {
+		t.Fatalf("second run ended %q %q", last.State, last.ErrorMessage)
+	}
+	reqs := fake.Requests()
+	if len(reqs) != 2 {
+		t.Fatalf("%d model requests", len(reqs))
+	}
+	body := string(reqs[1].Body)
+	if strings.Contains(body, "Model access") || strings.Contains(body, "unreachable") {
+		t.Errorf("the second request carries the first run's error: %s", body)
+	}
+	if !strings.Contains(body, "first") || !strings.Contains(body, "second") {
+		t.Errorf("the second request lacks the questions: %s", body)
+	}
+	if got := strings.Join(historyLines(t, c), "|"); got != "user:first|assistant: [error]|user:second|assistant:here now" {
+		t.Errorf("history %s", got)
 	}
 }
