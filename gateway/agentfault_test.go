@@ -28,6 +28,9 @@ func historyLines(t *testing.T, c *wsClient) []string {
 				line += " [" + cc.Type + "]"
 			}
 		}
+		if m.ErrorMessage != "" {
+			line += " [error]"
+		}
 		out = append(out, line)
 	}
 	return out
@@ -63,25 +66,25 @@ func TestAgentFaults(t *testing.T) {
 			name:      "failing mid-stream keeps the partial answer",
 			replies:   []bedrocktest.Reply{{bedrocktest.Text("half an ans"), bedrocktest.Exception("modelStreamErrorException", "stream broke")}},
 			wantState: "error", wantError: "stream broke",
-			wantHist: []string{"user:go", "assistant:half an ans"}, wantCalls: 1,
+			wantHist: []string{"user:go", "assistant:half an ans", "assistant: [error]"}, wantCalls: 1,
 		},
 		{
 			name:      "context overflow with nothing to trim says so",
 			replies:   []bedrocktest.Reply{{bedrocktest.HTTPError(400, "ValidationException", "Input is too long for requested model.")}},
 			wantState: "error", wantError: "too long for the model's context window",
-			wantHist: []string{"user:go"}, wantCalls: 1,
+			wantHist: []string{"user:go", "assistant: [error]"}, wantCalls: 1,
 		},
 		{
 			name:      "unknown model id says what to fix",
 			replies:   []bedrocktest.Reply{{bedrocktest.HTTPError(400, "ValidationException", "The provided model identifier is invalid.")}},
 			wantState: "error", wantError: "agents.defaults.model",
-			wantHist: []string{"user:go"}, wantCalls: 1,
+			wantHist: []string{"user:go", "assistant: [error]"}, wantCalls: 1,
 		},
 		{
 			name:      "model access not granted says what to do",
 			replies:   []bedrocktest.Reply{{bedrocktest.HTTPError(403, "AccessDeniedException", "You don't have access to the model with the specified model ID.")}},
 			wantState: "error", wantError: "Model access",
-			wantHist: []string{"user:go"}, wantCalls: 1,
+			wantHist: []string{"user:go", "assistant: [error]"}, wantCalls: 1,
 		},
 		{
 			name: "exec under deny is refused to the model, the run goes on",
@@ -230,14 +233,15 @@ func TestDrainMidRun(t *testing.T) {
 	if code != 1012 {
 		t.Errorf("close %d", code)
 	}
-	// The transcript on disk has the question and the partial answer.
+	// The transcript on disk has the question, the partial answer and why
+	// the run ended.
 	store, err := session.Open(session.Options{Dir: ts.dir + "/sessions"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer store.Close()
 	_, msgs, _ := store.History(session.MainKey, 0)
-	if len(msgs) != 2 || msgs[1].Text() != "thinking…" {
+	if len(msgs) != 3 || msgs[1].Text() != "thinking…" || msgs[2].StopReason != "error" || !strings.Contains(msgs[2].ErrorMessage, "shut down") {
 		t.Errorf("transcript after drain: %+v", msgs)
 	}
 }

@@ -166,7 +166,7 @@ func (m modelOf) Stream(ctx context.Context, req bedrock.Request, on func(bedroc
 	case errors.As(err, &be) && (be.Kind == bedrock.NoCredentials || be.Kind == bedrock.AccessDenied || be.Kind == bedrock.ModelNotFound):
 		// Only failures a person must fix change the verdict; throttling
 		// and outages pass.
-		m.s.setModelReachable(false, be.Message)
+		m.s.setModelReachable(false, be.Brief())
 	}
 	return resp, err
 }
@@ -203,7 +203,15 @@ func (s *Server) checkModelCredentials(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := p.CheckCredentials(ctx); err != nil && ctx.Err() == nil {
-		s.setModelReachable(false, err.Error())
+		// Health carries the one sentence with the fix; the SDK's chain
+		// is for whoever reads the debug log.
+		reason := err.Error()
+		var be *bedrock.Error
+		if errors.As(err, &be) {
+			reason = be.Brief()
+		}
+		s.log.Debug("checking the model credentials", "err", err, "cause", errors.Unwrap(err))
+		s.setModelReachable(false, reason)
 	}
 }
 

@@ -151,7 +151,7 @@ func TestRunTimesOutOnHungModel(t *testing.T) {
 	if time.Since(start) > 30*time.Second {
 		t.Error("the timeout did not stop the run")
 	}
-	if h := historyLines(t, c); strings.Join(h, "|") != "user:go|assistant:starting…" {
+	if h := historyLines(t, c); strings.Join(h, "|") != "user:go|assistant:starting…|assistant: [error]" {
 		t.Errorf("history %v", h)
 	}
 }
@@ -244,7 +244,8 @@ func TestDrainWithTwentyRuns(t *testing.T) {
 	}
 	for _, f := range files {
 		tr, err := session.LoadTranscript(f)
-		if err != nil || tr.Torn || tr.Skipped > 0 || len(tr.Messages) != 2 {
+		// The question, the partial answer and the shutdown error.
+		if err != nil || tr.Torn || tr.Skipped > 0 || len(tr.Messages) != 3 || tr.Messages[2].StopReason != "error" {
 			t.Errorf("%s: %d messages torn=%v skipped=%d err=%v", f, len(tr.Messages), tr.Torn, tr.Skipped, err)
 		}
 	}

@@ -71,7 +71,7 @@ func newCallCmd() *cobra.Command {
 					return usageError{errors.New("--tls-sha256 needs a wss:// --url")}
 				}
 			}
-			opts := client.Options{URL: url, Token: token, TLSFingerprintSHA256: tlsSHA256}
+			opts := client.Options{URL: url, Token: token, TLSFingerprintSHA256: tlsSHA256, Scopes: client.OwnerScopes()}
 			var err error
 			switch {
 			case tokenFile != "":

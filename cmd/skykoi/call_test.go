@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/skykoi/skykoi/gateway/bedrock/bedrocktest"
 	"github.com/skykoi/skykoi/gateway/protocol"
 )
 
@@ -170,4 +171,40 @@ func runCall(t *testing.T, args []string) (int, string, string) {
 	var out, errOut bytes.Buffer
 	code := run(ctx, args, stdio{in: strings.NewReader(""), out: &out, err: &errOut})
 	return code, out.String(), errOut.String()
+}
+
+// TestCallOwnerMethods: the token holder is the Koi's owner, so `skykoi call`
+// reaches the admin methods of a real gateway with the token alone.
+func TestCallOwnerMethods(t *testing.T) {
+	fake := bedrocktest.NewServer()
+	t.Cleanup(fake.Close)
+	dir := t.TempDir()
+	g := startChatGW(t, fake, dir, "127.0.0.1:0")
+	tokenFile := chatTokenFile(t, chatTestToken)
+	code, stdout, stderr := runCall(t, []string{"call", "config.get", "--url", g.url, "--token-file", tokenFile})
+	if code != 0 {
+		t.Fatalf("config.get: exit %d stderr %q", code, stderr)
+	}
+	var got struct {
+		Path  string `json:"path"`
+		Hash  string `json:"hash"`
+		Valid bool   `json:"valid"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatalf("config.get printed %q: %v", stdout, err)
+	}
+	if got.Path != filepath.Join(dir, "skykoi.json") || len(got.Hash) != 64 || !got.Valid {
+		t.Errorf("config.get = %+v", got)
+	}
+	// sessions.patch is admin too; main exists from its first message on.
+	fake.Enqueue("*", bedrocktest.Reply{bedrocktest.Text("hi")})
+	if code, _, stderr := runCall(t, []string{"call", "agent", "--expect-final", "--url", g.url, "--token-file", tokenFile,
+		"--params", `{"message":"hello","idempotencyKey":"k1"}`}); code != 0 {
+		t.Fatalf("agent: exit %d stderr %q", code, stderr)
+	}
+	code, _, stderr = runCall(t, []string{"call", "sessions.patch", "--url", g.url, "--token-file", tokenFile,
+		"--params", `{"key":"main","label":"owner"}`})
+	if code != 0 {
+		t.Errorf("sessions.patch: exit %d stderr %q", code, stderr)
+	}
 }

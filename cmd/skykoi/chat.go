@@ -207,6 +207,7 @@ func runChat(ctx context.Context, o chatOptions, io stdio) error {
 		Token:                o.token,
 		TLSFingerprintSHA256: o.tlsSHA256,
 		Client:               protocol.Client{ID: chatClientID, Mode: chatClientMode},
+		Scopes:               client.OwnerScopes(),
 		Caps:                 []string{protocol.CapToolEvents},
 		Reconnect:            true,
 		Backoff:              o.backoff,
@@ -220,6 +221,9 @@ func runChat(ctx context.Context, o chatOptions, io stdio) error {
 	defer unsubscribe()
 	c := &chat{cl: cl, events: events, ints: o.interrupts, out: io.out, errw: io.err,
 		sessionKey: o.sessionKey, tty: o.tty, now: o.now}
+	// Said on arrival: otherwise a Koi without model credentials looks fine
+	// until the first message fails.
+	c.modelHealth(cl.Hello().Snapshot.Health, nil)
 	if o.oneShot {
 		return c.oneShot(ctx, o.message)
 	}
@@ -255,6 +259,49 @@ type chat struct {
 	// prompted: a prompt is on screen, so a notice must start a new line
 	// and the prompt must be shown again after it.
 	prompted bool
+	// modelWarning is the model-unreachable sentence last shown, so a
+	// health event repeating it stays quiet.
+	modelWarning string
+}
+
+// modelHealth shows what health (hello-ok's snapshot or a health event)
+// says about the model, when that changed: the gateway's one sentence when
+// runs cannot work, a line when they can again.
+func (c *chat) modelHealth(health any, t *chatui.Turn) {
+	var h struct {
+		Model *struct {
+			Reachable *bool  `json:"reachable"`
+			Error     string `json:"error"`
+		} `json:"model"`
+	}
+	switch v := health.(type) {
+	case json.RawMessage:
+		if json.Unmarshal(v, &h) != nil {
+			return
+		}
+	default:
+		raw, err := json.Marshal(v)
+		if err != nil || json.Unmarshal(raw, &h) != nil {
+			return
+		}
+	}
+	if h.Model == nil || h.Model.Reachable == nil {
+		return
+	}
+	switch {
+	case !*h.Model.Reachable:
+		msg := h.Model.Error
+		if msg == "" {
+			msg = "The model is unreachable; `skykoi call health` and the gateway's log say why."
+		}
+		if msg != c.modelWarning {
+			c.modelWarning = msg
+			c.notice("warning: "+msg, t)
+		}
+	case c.modelWarning != "":
+		c.modelWarning = ""
+		c.notice("[the model is reachable again]", t)
+	}
 }
 
 // inputLine is one line of stdin, or the error that ended reading.
@@ -379,10 +426,18 @@ func (c *chat) ended() error {
 	}
 }
 
-// idleEvent shows what matters between turns: the connection's state.
+// idleEvent shows what matters between turns: the connection's state and
+// whether the model can answer.
 func (c *chat) idleEvent(ev client.EventFrame) {
+	if ev.Event == protocol.EventHealth {
+		c.modelHealth(ev.Payload, nil)
+		return
+	}
 	if n := connNotice(ev); n != "" {
 		c.notice(n, nil)
+	}
+	if ev.Event == client.EventReconnected {
+		c.modelHealth(c.cl.Hello().Snapshot.Health, nil)
 	}
 }
 
@@ -596,6 +651,10 @@ func (c *chat) turn(ctx context.Context, message string) error {
 				if out.Done {
 					return turnResult(out.State)
 				}
+				continue
+			}
+			if ev.Event == protocol.EventHealth {
+				c.modelHealth(ev.Payload, t)
 				continue
 			}
 			if n := connNotice(ev); n != "" {

@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/skykoi/skykoi/configgen"
 	"github.com/skykoi/skykoi/gateway"
@@ -55,7 +56,7 @@ type chatGW struct {
 
 // startChatGW starts a gateway with token auth, the fake as Bedrock and
 // the state in stateDir, on addr ("127.0.0.1:0" for any port).
-func startChatGW(t *testing.T, fake *bedrocktest.Server, stateDir, addr string) *chatGW {
+func startChatGW(t *testing.T, fake *bedrocktest.Server, stateDir, addr string, adjust ...func(*gateway.Options)) *chatGW {
 	t.Helper()
 	cfg := map[string]any{
 		"gateway": map[string]any{
@@ -81,7 +82,7 @@ func startChatGW(t *testing.T, fake *bedrocktest.Server, stateDir, addr string) 
 		t.Fatal(err)
 	}
 	logs := &chatBuf{}
-	srv, err := gateway.New(gateway.Options{
+	o := gateway.Options{
 		Config:         parsed,
 		ConfigPath:     path,
 		StateDir:       stateDir,
@@ -91,7 +92,11 @@ func startChatGW(t *testing.T, fake *bedrocktest.Server, stateDir, addr string) 
 		Hostname:       "koi-chat-test",
 		AWSCredentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "session"),
 		ModelBackoff:   time.Millisecond,
-	})
+	}
+	for _, fn := range adjust {
+		fn(&o)
+	}
+	srv, err := gateway.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -903,5 +908,59 @@ func TestChatPTY(t *testing.T) {
 	<-copied
 	if strings.Contains(screen.String()+errb.String(), chatTestToken) {
 		t.Error("the token appears on the terminal")
+	}
+}
+
+// noChatCreds finds no AWS credentials, as on a laptop without AWS setup.
+type noChatCreds struct{}
+
+func (noChatCreds) Retrieve(context.Context) (aws.Credentials, error) {
+	return aws.Credentials{}, errors.New("no EC2 IMDS role found, no AWS_ACCESS_KEY_ID in the environment")
+}
+
+// TestChatSaysModelUnreachable: without model credentials `skykoi chat`
+// says so on arrival, in the gateway's one sentence with the fix, before
+// anything is sent; a message sent anyway fails with that sentence, and
+// /history still has the question and the error.
+func TestChatSaysModelUnreachable(t *testing.T) {
+	fake := bedrocktest.NewServer()
+	t.Cleanup(fake.Close)
+	g := startChatGW(t, fake, t.TempDir(), "127.0.0.1:0", func(o *gateway.Options) { o.AWSCredentials = noChatCreds{} })
+	// The gateway checks credentials in the background after start; the
+	// chat must arrive after health knows, which is what this waits for.
+	ctx, cancel := context.WithTimeout(context.Background(), chatSafety)
+	defer cancel()
+	cl, err := client.Dial(ctx, client.Options{URL: g.url, Token: chatTestToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var h gateway.Health
+	chatWaitFor(t, "health to know the model", func() bool {
+		return cl.Request(ctx, "health", nil, &h) == nil && h.Model.Reachable != nil
+	})
+	sentence := h.Model.Error
+	if !strings.HasPrefix(sentence, "The model is unreachable") || strings.Contains(sentence, "IMDS") {
+		t.Fatalf("health says %q", sentence)
+	}
+
+	p := startChat(t, "--url", g.url, "--token-file", chatTokenFile(t, chatTestToken))
+	p.waitErr("warning: " + sentence + "\n")
+	if out := p.out.String(); out != "" {
+		t.Errorf("stdout before any message: %q", out)
+	}
+	p.send("hello?")
+	p.waitErr("error: " + sentence + "\n")
+	p.send("/history")
+	p.waitOut("you: hello?\n")
+	p.waitOut("koi: [error] " + sentence + "\n")
+	if code := p.end(); code != 0 {
+		t.Errorf("exit %d", code)
+	}
+	if strings.Count(p.err.String(), "warning: ") != 1 {
+		t.Errorf("the warning was shown more than once:\n%s", p.err.String())
+	}
+	if n := len(fake.Requests()); n != 0 {
+		t.Errorf("%d model requests without credentials", n)
 	}
 }

@@ -495,7 +495,15 @@ func (l *loop) endErr(err error) {
 	case errors.Is(cause, errShutdown):
 		l.end(StatusError, errShutdown.Error(), protocol.CodeUnavailable)
 	default:
-		l.end(StatusError, err.Error(), protocol.CodeUnavailable)
+		msg := err.Error()
+		var be *bedrock.Error
+		if errors.As(err, &be) {
+			// The person gets one sentence with the fix; the SDK's chain
+			// behind it goes to the debug log.
+			msg = be.Brief()
+			l.rt.log.Debug("model call failed", "run", l.run.ID, "kind", string(be.Kind), "err", be.Message, "cause", be.Err)
+		}
+		l.end(StatusError, msg, protocol.CodeUnavailable)
 	}
 }
 
@@ -541,9 +549,21 @@ func (l *loop) end(status, summary, code string) {
 			data["trimmedMessages"] = l.trimmed
 		}
 		l.em.agent("lifecycle", data)
+		l.recordError(summary)
 		l.em.chat("error", map[string]any{"errorMessage": summary, "message": l.message(full), "usage": usage})
 	}
 	l.rt.finish(l.run, res)
+}
+
+// recordError keeps why the run failed in the transcript, after the question
+// and any partial answer, so a reload shows the failed turn with its error
+// instead of a question nobody answered. The entry has no content: it is
+// skipped when the history goes back to the model, which never said it.
+func (l *loop) recordError(msg string) {
+	if _, err := l.rt.opts.Sessions.Append(l.run.SessionKey, session.Message{Role: "assistant", RunID: l.run.ID,
+		StopReason: StatusError, ErrorMessage: msg}); err != nil {
+		l.rt.log.Error("recording the run's error", "run", l.run.ID, "err", err)
+	}
 }
 
 // fail ends a run that could not start its loop.

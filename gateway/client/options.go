@@ -44,6 +44,7 @@ type Options struct {
 	// Role defaults to operator.
 	Role string
 	// Scopes are sent as given; none lets the gateway grant read and write.
+	// SkyKoi's own clients send OwnerScopes().
 	Scopes []string
 	Caps   []string
 	// DeviceKey, when set, proves a device identity: the v3 payload is
@@ -80,6 +81,18 @@ type Options struct {
 	// NetDialContext replaces how the TCP connection is made (nil: the
 	// default dialer), e.g. to pick the local address.
 	NetDialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// OwnerScopes are the scopes SkyKoi's own clients ask for: skykoi call,
+// skykoi chat and the web page. Whoever holds the gateway token is the Koi's
+// owner, and the owner must be able to reach everything, config.* and the
+// session admin methods included; without admin those answer "missing
+// scope" to the one person allowed to use them. The web page cannot import
+// Go, so gateway/webui/static/app.js repeats this list and a test there keeps
+// the two equal. A function, not a variable, so no caller can change the
+// list for everyone.
+func OwnerScopes() []string {
+	return []string{protocol.ScopeRead, protocol.ScopeWrite, protocol.ScopeAdmin}
 }
 
 // Backoff bounds the delay between reconnect attempts. Zero fields get

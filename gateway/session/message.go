@@ -16,6 +16,9 @@ type Message struct {
 	StopReason string    `json:"stopReason,omitempty"`
 	RunID      string    `json:"runId,omitempty"`
 	Model      string    `json:"model,omitempty"`
+	// ErrorMessage is set on the entry a failed run leaves (role assistant,
+	// stopReason "error", no content): why the turn got no answer.
+	ErrorMessage string `json:"errorMessage,omitempty"`
 }
 
 // Content is one block of a message. The JSON shapes are:

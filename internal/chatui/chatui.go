@@ -56,6 +56,8 @@ type Message struct {
 	Timestamp  int64     `json:"timestamp"`
 	StopReason string    `json:"stopReason,omitempty"`
 	RunID      string    `json:"runId,omitempty"`
+	// ErrorMessage is why a failed run got no answer (stopReason "error").
+	ErrorMessage string `json:"errorMessage,omitempty"`
 }
 
 // Content is one block of a message: text, toolCall or toolResult.

@@ -308,12 +308,16 @@ func TestFormatHistory(t *testing.T) {
 		{Role: "assistant", Content: []Content{{Type: "text", Text: "Let me look."}, {Type: "toolCall", Name: "read", Arguments: json.RawMessage(`{"path":"note.txt"}`)}}},
 		{Role: "user", Content: []Content{{Type: "toolResult", Name: "read", Result: "hello"}}},
 		{Role: "assistant", Content: []Content{{Type: "text", Text: "  It says hello.  "}, {Type: "text", Text: ""}}},
+		{Role: "user", Content: []Content{{Type: "text", Text: "and now?"}}},
+		{Role: "assistant", Content: []Content{}, StopReason: "error", ErrorMessage: "The model is unreachable: no credentials."},
 	}
 	want := "you: what is in note.txt?\n" +
 		"koi: Let me look.\n" +
 		"     [tool read: note.txt]\n" +
 		"     [read] → ok\n" +
-		"koi: It says hello.\n"
+		"koi: It says hello.\n" +
+		"you: and now?\n" +
+		"koi: [error] The model is unreachable: no credentials.\n"
 	if got := FormatHistory(msgs); got != want {
 		t.Errorf("history\n got %q\nwant %q", got, want)
 	}

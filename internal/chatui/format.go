@@ -245,6 +245,9 @@ func FormatHistory(msgs []Message) string {
 				fmt.Fprintf(&b, "     [%s] → %s\n", c.Name, ToolResult(c.IsError, c.Result, nil))
 			}
 		}
+		if m.ErrorMessage != "" {
+			fmt.Fprintf(&b, "%s: [error] %s\n", who, OneLine(m.ErrorMessage))
+		}
 	}
 	return b.String()
 }

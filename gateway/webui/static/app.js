@@ -9,10 +9,11 @@ const CLIENT_ID = "skykoi-webchat";
 const CLIENT_MODE = "webchat";
 const CLIENT_VERSION = "1.0.0";
 const ROLE = "operator";
-// Everything the page does (sessions.list, chat.history, chat.send including
-// the /new reset, chat.abort) needs read and write only. Not asking for
-// admin keeps config.* and session deletion out of reach of this page.
-const SCOPES = ["operator.read", "operator.write"];
+// Whoever holds the token is the Koi's owner: the settings view needs admin
+// (config.get/set, sessions.reset/delete). The Go clients ask for the same
+// list (client.OwnerScopes); gateway/webui/scopes_test.go keeps them equal,
+// so keep this on one line.
+const SCOPES = ["operator.read", "operator.write", "operator.admin"];
 const CAPS = ["tool-events"];
 const MAIN_KEY = "agent:main:main";
 const TOKEN_STORE = "skykoi.webchat.token";
@@ -42,6 +43,17 @@ const ui = {
   reset: $("reset"),
   sessions: $("sessions"),
   newSession: $("new-session"),
+  modelWarning: $("model-warning"),
+  settingsToggle: $("settings-toggle"),
+  settings: $("settings"),
+  configPath: $("config-path"),
+  configText: $("config-text"),
+  configIssues: $("config-issues"),
+  configStatus: $("config-status"),
+  configSave: $("config-save"),
+  configReload: $("config-reload"),
+  adminSessions: $("admin-sessions"),
+  adminStatus: $("admin-sessions-status"),
 };
 
 const state = {
@@ -64,6 +76,11 @@ const state = {
   ownRuns: new Set(), // runs this page started
   historyToken: 0,
   sessionsTimer: 0,
+  modelError: "", // why the model cannot answer, from health; "" when it can
+  settingsOpen: false,
+  configHash: "", // config.get's hash: config.set refuses a file changed since
+  configEdited: false, // unsaved edits in the config box, never overwritten
+  confirmDelete: "", // session key whose delete waits for a second click
 };
 
 class GatewayError extends Error {
@@ -230,7 +247,8 @@ function randomID() {
 
 function setStatus(kind, text) {
   ui.status.dataset.state = kind;
-  ui.status.textContent = text;
+  ui.status.dataset.base = text;
+  ui.status.textContent = kind === "connected" && state.modelError ? text + " — the model is unreachable" : text;
   document.body.dataset.connection = kind;
   ui.send.disabled = kind !== "connected";
   ui.reset.disabled = kind !== "connected";
@@ -339,8 +357,23 @@ async function handshake(ws, nonce) {
   onHello(hello);
 }
 
+// applyHealth shows, from the moment the page connects, whether runs can
+// work: without it a page with no model credentials looks healthy until the
+// first message fails.
+function applyHealth(health) {
+  const model = health?.model;
+  if (!model) return;
+  state.modelError = model.reachable === false ? model.error || "The model is unreachable." : "";
+  ui.modelWarning.textContent = state.modelError;
+  ui.modelWarning.hidden = !state.modelError;
+  if (state.modelError) ui.status.dataset.model = "unreachable";
+  else delete ui.status.dataset.model;
+  if (ui.status.dataset.state === "connected") setStatus("connected", ui.status.dataset.base || "Connected");
+}
+
 function onHello(hello) {
   state.connected = true;
+  applyHealth(hello?.snapshot?.health);
   state.attempt = 0;
   state.nextDelayMs = 0;
   setStatus("connected", "Connected" + (hello?.server?.host ? " to " + hello.server.host : ""));
@@ -355,6 +388,7 @@ function onHello(hello) {
   }
   refreshSessions();
   loadHistory();
+  if (state.settingsOpen) loadSettings();
 }
 
 function onConnectError(err) {
@@ -472,6 +506,9 @@ function onFrame(frame) {
     case "sessions.changed":
       if ((payload.keys || []).includes(state.session) && payload.reason === "reset") loadHistory();
       refreshSessionsSoon();
+      break;
+    case "health":
+      applyHealth(payload);
       break;
     case "shutdown":
       state.nextDelayMs = Math.min(BACKOFF_MAX_MS, Math.max(500, payload.restartExpectedMs || 0));
@@ -735,6 +772,9 @@ function renderHistory(messages) {
       }
     }
     if (m.stopReason === "interrupted") art.append(noteEl("Stopped."));
+    // A failed run leaves why in the transcript, so the turn reads the
+    // same after a reload as it did live.
+    if (m.stopReason === "error") art.append(errorEl(m.errorMessage || "The run failed."));
   }
   if (!messages.length) ui.messages.append(noteEl("No messages yet. Say hello."));
   // Runs still going in this session continue below the history.
@@ -866,6 +906,7 @@ async function refreshSessions() {
     /* keep the list we have; the next change retries */
   }
   renderSessions();
+  if (state.settingsOpen) renderAdminSessions();
 }
 
 // Several events in a burst (a run ending, a reset) need one refresh.
@@ -892,7 +933,188 @@ function newSession() {
   switchSession(key);
 }
 
+// ---- settings -------------------------------------------------------------
+
+function setConfigStatus(kind, text) {
+  ui.configStatus.dataset.kind = kind;
+  ui.configStatus.textContent = text;
+}
+
+// showIssues lists the validator's issues under the box, each as
+// "path: message", so the owner sees every problem of one save at once.
+function showIssues(issues) {
+  ui.configIssues.replaceChildren(
+    ...(issues || []).map((is) => {
+      const li = document.createElement("li");
+      li.className = "issue";
+      if (is.path) {
+        const path = document.createElement("span");
+        path.className = "issue-path";
+        path.textContent = is.path;
+        li.append(path, ": ");
+      }
+      const where = is.line ? ` (line ${is.line}${is.column ? ", column " + is.column : ""})` : "";
+      li.append(String(is.message || "invalid") + where);
+      return li;
+    }),
+  );
+  ui.configIssues.hidden = !issues?.length;
+}
+
+function toggleSettings(open) {
+  state.settingsOpen = open;
+  ui.settings.hidden = !open;
+  ui.messages.hidden = open;
+  ui.composer.hidden = open;
+  ui.settingsToggle.textContent = open ? "Back to chat" : "Settings";
+  ui.settingsToggle.setAttribute("aria-expanded", String(open));
+  if (open) loadSettings();
+  else ui.input.focus();
+}
+
+function loadSettings() {
+  loadConfig(false);
+  refreshSessions();
+}
+
+// loadConfig fills the box from config.get. Unsaved edits are kept unless
+// the owner asked to reload (force): a reconnect must not eat them.
+async function loadConfig(force) {
+  let res;
+  try {
+    res = await request("config.get", {});
+  } catch (err) {
+    setConfigStatus("error", "Could not read the config: " + err.message);
+    return;
+  }
+  ui.configPath.textContent = res.path || "";
+  if (state.configEdited && !force) {
+    return;
+  }
+  state.configHash = res.hash || "";
+  state.configEdited = false;
+  if (res.valid === false) {
+    // The file no longer parses; its text may hold secrets, so the page
+    // gets only the issues. A complete config saved here replaces it.
+    ui.configText.value = "";
+    showIssues(res.issues);
+    setConfigStatus("error", "The config file on the Koi is not valid; write a complete config here and save to replace it.");
+    return;
+  }
+  ui.configText.value = JSON.stringify(res.config ?? {}, null, 2) + "\n";
+  showIssues([]);
+  setConfigStatus("", "");
+}
+
+async function saveConfig() {
+  ui.configSave.disabled = true;
+  setConfigStatus("", "Saving…");
+  try {
+    const res = await request("config.set", { raw: ui.configText.value, baseHash: state.configHash });
+    state.configHash = res.hash || state.configHash;
+    state.configEdited = false;
+    showIssues([]);
+    const how = res.restartRequired ? "; it takes effect when the gateway restarts" : res.applied === "restart" ? "; the gateway moved to the new address" : " and applied";
+    setConfigStatus("ok", "Saved" + how + ".");
+  } catch (err) {
+    // The text stays as typed, whatever went wrong: nothing is lost.
+    const issues = err.details?.issues;
+    showIssues(issues);
+    if (issues?.length) setConfigStatus("error", "Not saved: fix the problems listed above and save again.");
+    else if (err.details?.hash) setConfigStatus("error", "Not saved: the config changed on the Koi since it was loaded. Copy your edits, then reload.");
+    else setConfigStatus("error", "Not saved: " + err.message);
+  } finally {
+    ui.configSave.disabled = false;
+  }
+}
+
+function renderAdminSessions() {
+  const when = (ms) => (ms ? new Date(ms).toLocaleString() : "");
+  ui.adminSessions.replaceChildren(
+    ...state.sessionList.map((s) => {
+      const li = document.createElement("li");
+      li.className = "admin-session";
+      li.dataset.key = s.key;
+      const name = document.createElement("span");
+      name.className = "admin-session-name";
+      name.textContent = sessionTitle(s) + " (" + shortKey(s.key) + ")";
+      const meta = document.createElement("span");
+      meta.className = "admin-session-meta";
+      meta.textContent = when(s.updatedAt);
+      const reset = document.createElement("button");
+      reset.type = "button";
+      reset.className = "secondary";
+      reset.dataset.action = "reset";
+      reset.textContent = "Reset";
+      reset.addEventListener("click", () => adminSession("sessions.reset", s.key, "Reset " + sessionTitle(s) + "."));
+      li.append(name, meta, reset);
+      if (state.confirmDelete === s.key) {
+        // A second, explicit click: deleting cannot be undone from here.
+        const yes = document.createElement("button");
+        yes.type = "button";
+        yes.className = "danger";
+        yes.dataset.action = "confirm-delete";
+        yes.textContent = "Delete for good";
+        yes.addEventListener("click", () => {
+          state.confirmDelete = "";
+          adminSession("sessions.delete", s.key, "Deleted " + sessionTitle(s) + ".");
+        });
+        const no = document.createElement("button");
+        no.type = "button";
+        no.className = "secondary";
+        no.dataset.action = "cancel-delete";
+        no.textContent = "Keep";
+        no.addEventListener("click", () => {
+          state.confirmDelete = "";
+          renderAdminSessions();
+        });
+        li.append(yes, no);
+      } else {
+        const del = document.createElement("button");
+        del.type = "button";
+        del.className = "danger";
+        del.dataset.action = "delete";
+        del.textContent = "Delete…";
+        del.addEventListener("click", () => {
+          state.confirmDelete = s.key;
+          renderAdminSessions();
+        });
+        li.append(del);
+      }
+      return li;
+    }),
+  );
+  if (!state.sessionList.length) ui.adminSessions.append(noteEl("No sessions yet."));
+}
+
+async function adminSession(method, key, done) {
+  ui.adminStatus.dataset.kind = "";
+  ui.adminStatus.textContent = "";
+  try {
+    await request(method, { key });
+    ui.adminStatus.dataset.kind = "ok";
+    ui.adminStatus.textContent = done;
+  } catch (err) {
+    ui.adminStatus.dataset.kind = "error";
+    ui.adminStatus.textContent = "Could not " + (method === "sessions.delete" ? "delete" : "reset") + " " + shortKey(key) + ": " + err.message;
+  }
+  if (method === "sessions.delete" && key === state.session) {
+    state.localSessions.delete(key);
+    state.session = MAIN_KEY;
+    storeSet(SESSION_STORE, MAIN_KEY);
+  }
+  if (key === state.session) loadHistory();
+  await refreshSessions();
+}
+
 // ---- wiring ---------------------------------------------------------------
+
+ui.settingsToggle.addEventListener("click", () => toggleSettings(!state.settingsOpen));
+ui.configText.addEventListener("input", () => {
+  state.configEdited = true;
+});
+ui.configSave.addEventListener("click", () => saveConfig());
+ui.configReload.addEventListener("click", () => loadConfig(true));
 
 ui.composer.addEventListener("submit", async (ev) => {
   ev.preventDefault();
