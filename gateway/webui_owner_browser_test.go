@@ -2,50 +2,14 @@ package gateway
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/skykoi/skykoi/configgen"
 	"github.com/skykoi/skykoi/gateway/bedrock/bedrocktest"
 )
-
-// startBrowser starts headless Chromium for one test, bounded so a wedged
-// page fails the test instead of hanging it.
-func startBrowser(t *testing.T) context.Context {
-	t.Helper()
-	chromium := chromiumPath(t)
-	root, stop := context.WithTimeout(context.Background(), 3*time.Minute)
-	t.Cleanup(stop)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(root,
-		chromedp.ExecPath(chromium),
-		chromedp.Headless,
-		chromedp.NoSandbox, // tests run as root in containers
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.Flag("disable-default-apps", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("password-store", "basic"),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1100, 760),
-	)
-	// Registered after TempDir, so chromium exits before its profile goes.
-	t.Cleanup(cancelAlloc)
-	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx)
-	t.Cleanup(cancelBrowser)
-	if err := chromedp.Do(browserCtx); err != nil {
-		t.Fatalf("starting %s: %v", chromium, err)
-	}
-	return browserCtx
-}
 
 // chatAndWait runs one message to its end through a WebSocket client, so
 // the session exists on the gateway with a transcript.
@@ -86,7 +50,7 @@ func TestBrowserOwnerSettings(t *testing.T) {
 	chatAndWait(t, ts, fake, "agent:main:gone", "second", "two")
 	keepBefore, _ := ts.sessions.Get("agent:main:keep")
 
-	tb := newTab(t, startBrowser(t))
+	tb := newTab(t, startBrowser(t, chromiumPath(t), "MAP koi.test 127.0.0.1"))
 	tb.do("opening the page", chromedp.Navigate(ts.http+"/#token="+testToken))
 	tb.waitJS("the page to connect", jsConnected)
 	tb.do("opening the settings", chromedp.Click(chromedp.ID("settings-toggle")))
@@ -176,7 +140,7 @@ func TestBrowserOwnerSettings(t *testing.T) {
 // question and the error are both still there.
 func TestBrowserModelUnreachable(t *testing.T) {
 	ts, _ := agentServer(t, withOptions(func(o *Options) { o.AWSCredentials = noCreds{} }))
-	tb := newTab(t, startBrowser(t))
+	tb := newTab(t, startBrowser(t, chromiumPath(t), "MAP koi.test 127.0.0.1"))
 	tb.do("opening the page", chromedp.Navigate(ts.http+"/#token="+testToken))
 	tb.waitJS("the page to connect", jsConnected)
 	// Whether the start-up check finished before hello-ok or its health
