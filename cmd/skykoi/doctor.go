@@ -213,14 +213,8 @@ func (d *doctor) checkStateDir(configPath, dir string) {
 }
 
 func (d *doctor) checkPort(cfg configgen.Config) {
-	host := "127.0.0.1"
-	switch cfg.Gateway.Bind {
-	case "lan":
-		host = "0.0.0.0"
-	case "custom":
-		host = cfg.Gateway.CustomBindHost
-	}
-	addr := net.JoinHostPort(host, strconv.Itoa(cfg.Gateway.Port))
+	addr := listenAddr(cfg.Gateway)
+	host, _, _ := net.SplitHostPort(addr)
 	l, err := net.Listen("tcp", addr)
 	if err == nil {
 		l.Close()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -225,5 +226,56 @@ func TestRunPortFlagChecked(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(home, ".skykoi", "skykoi.json")); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("%v: a config was written (%v)", args, err)
 		}
+	}
+}
+
+// TestLocalPortTakenWritesNothing: when the port cannot be had, `local`
+// fails before it creates a directory, writes or rotates a config, or shows
+// a token, so the person is not left with a token for a Koi that never ran.
+func TestLocalPortTakenWritesNothing(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
+	existing := t.TempDir()
+	existingCfg := filepath.Join(existing, "skykoi.json")
+	existingWS := filepath.Join(existing, "koi")
+	if r := skykoi(t, "", nil, "config", "generate", "--token-sha256", configgen.HashSecret("t"), "--workspace", existingWS, "--out", existingCfg); r.code != 0 {
+		t.Fatalf("config generate: %d %s", r.code, r.stderr)
+	}
+	before, err := os.ReadFile(existingCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"first run", []string{"--config", filepath.Join(t.TempDir(), "sub", "skykoi.json")}},
+		{"new token", []string{"--config", existingCfg, "--new-token"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			home := t.TempDir()
+			r := skykoi(t, "", []string{"HOME=" + home, "SKYKOI_CONFIG_PATH="}, append([]string{"local", "--port", port}, tc.args...)...)
+			if r.code == 0 || !strings.Contains(r.stderr, "127.0.0.1:"+port) || !strings.Contains(r.stderr, "--port") {
+				t.Errorf("exit %d, stderr %q; want a failure naming the address and --port", r.code, r.stderr)
+			}
+			if strings.Contains(r.stdout, "token") || strings.Contains(r.stdout, "Created") {
+				t.Errorf("printed before failing:\n%s", r.stdout)
+			}
+			if _, err := os.Stat(filepath.Dir(tc.args[1])); tc.name == "first run" && !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("the config's directory was created (%v)", err)
+			}
+			for _, ws := range []string{filepath.Join(home, "koi"), existingWS} {
+				if _, err := os.Stat(ws); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("the workspace %s was created (%v)", ws, err)
+				}
+			}
+			if after, _ := os.ReadFile(existingCfg); string(after) != string(before) {
+				t.Error("the existing config was changed")
+			}
+		})
 	}
 }
