@@ -27,7 +27,8 @@ func startLocal(t *testing.T, home string, port int, extra ...string) (string, *
 	cmd := exec.Command(binary, append([]string{"local", "--port", fmt.Sprint(port)}, extra...)...)
 	cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH"),
 		// No AWS anywhere: the gateway must still start.
-		"AWS_EC2_METADATA_DISABLED=true", "AWS_CONFIG_FILE=/nonexistent", "AWS_SHARED_CREDENTIALS_FILE=/nonexistent"}
+		"AWS_EC2_METADATA_DISABLED=true", "AWS_CONFIG_FILE=" + filepath.Join(home, "missing", "aws-config"),
+		"AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(home, "missing", "aws-credentials")}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +53,7 @@ func startLocal(t *testing.T, home string, port int, extra ...string) (string, *
 
 func waitReady(t *testing.T, port int) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(patience(t))
 	for {
 		ws, _, err := websocket.DefaultDialer.Dial(fmt.Sprintf("ws://127.0.0.1:%d/", port), nil)
 		if err == nil {
@@ -76,7 +77,7 @@ func stopLocal(t *testing.T, cmd *exec.Cmd) {
 		if err != nil {
 			t.Fatalf("exit after Ctrl-C: %v", err)
 		}
-	case <-time.After(30 * time.Second):
+	case <-time.After(patience(t)):
 		t.Fatal("did not exit after Ctrl-C")
 	}
 }
@@ -124,7 +125,7 @@ func TestLocalFirstRunAndReuse(t *testing.T) {
 	// The token works; health says the model is unreachable and why.
 	// The credential check runs in the background right after start-up.
 	h := healthOver(t, port, token)
-	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(h, `"reachable"`) && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(patience(t)); !strings.Contains(h, `"reachable"`) && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 		h = healthOver(t, port, token)
 	}
@@ -174,7 +175,7 @@ func healthOver(t *testing.T, port int, token string) string {
 		"client": map[string]any{"id": "t", "version": "1", "platform": "linux", "mode": "test"}}})
 	_ = ws.WriteJSON(map[string]any{"type": "req", "id": "h", "method": "health"})
 	for {
-		_ = ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+		_ = ws.SetReadDeadline(time.Now().Add(patience(t)))
 		_, data, err := ws.ReadMessage()
 		if err != nil {
 			t.Fatalf("reading health: %v", err)
