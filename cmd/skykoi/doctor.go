@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -57,7 +58,9 @@ func newDoctorCmd() *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(c.Context(), 2*time.Minute)
 			defer cancel()
-			d := doctor{out: c.OutOrStdout()}
+			// The SDK's own warnings (through awslog) and the provider's
+			// go to stderr as slog records, apart from the report.
+			d := doctor{out: c.OutOrStdout(), log: slog.New(slog.NewTextHandler(c.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))}
 			cfg, ok, found := d.checkConfig(path)
 			if found {
 				// Without a config there is no state dir to speak of:
@@ -94,6 +97,7 @@ func isKoi() bool {
 
 type doctor struct {
 	out     io.Writer
+	log     *slog.Logger
 	results []checkResult
 }
 
@@ -244,7 +248,7 @@ func loopbackFor(host string) string {
 
 func (d *doctor) checkAWS(ctx context.Context, cfg configgen.Config) *bedrock.Provider {
 	br := cfg.Models.Providers.AmazonBedrock
-	p, err := bedrock.New(ctx, bedrock.Options{Region: br.Region, Endpoint: br.Endpoint})
+	p, err := bedrock.New(ctx, bedrock.Options{Region: br.Region, Endpoint: br.Endpoint, Logger: d.log})
 	if err != nil {
 		d.add("AWS configuration", checkFail, err.Error(), "")
 		return nil
@@ -300,8 +304,15 @@ func (d *doctor) checkClock(ctx context.Context, cfg configgen.Config) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodHead, url, nil)
 	before := time.Now()
 	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-	if err != nil {
-		d.add("clock", checkWarn, "could not reach "+url+" to compare clocks: "+err.Error(), "make sure the machine syncs time (timedatectl status)")
+	var dnsErr *net.DNSError
+	switch {
+	case errors.As(err, &dnsErr):
+		// The clock is not the problem, and time sync would not fix it.
+		d.add("clock", checkWarn, fmt.Sprintf("could not compare clocks: looking up %s failed, so DNS is not working: %v", dnsErr.Name, err),
+			"fix name resolution first (resolvectl status, or /etc/resolv.conf); Bedrock needs it too")
+		return
+	case err != nil:
+		d.add("clock", checkWarn, "could not reach "+url+" to compare clocks: "+err.Error(), "check the network path to AWS; if it works, make sure the machine syncs time (timedatectl status)")
 		return
 	}
 	resp.Body.Close()

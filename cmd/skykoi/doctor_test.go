@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -27,7 +28,8 @@ func TestDoctor(t *testing.T) {
 		wantCode int
 		want     []string
 		notWant  []string
-		atHome   bool // the config sits in $HOME itself, a directory shared with everything else
+		atHome   bool   // the config sits in $HOME itself, a directory shared with everything else
+		endpoint string // replaces the fake Bedrock's URL
 	}{
 		{name: "healthy", cfg: `{gateway: {mode: "local", port: %d, auth: {tokenSha256: "` + configgen.HashSecret("t") + `"}},
 			agents: {defaults: {model: {primary: "amazon-bedrock/m1", fallbacks: ["amazon-bedrock/m2"]}}},
@@ -38,6 +40,10 @@ func TestDoctor(t *testing.T) {
 			want: []string{"[FAIL] config:", `gateway.mode: must be "local", got "remote"`, "fix: edit the file"}},
 		{name: "missing config", wantCode: 1, want: []string{"does not exist", "fix: run `skykoi local`"},
 			notWant: []string{"state dir", "chmod"}},
+		{name: "DNS fails", cfg: `{gateway: {mode: "local", port: %d, auth: {tokenSha256: "` + configgen.HashSecret("t") + `"}},
+			models: {providers: {"amazon-bedrock": {region: "us-east-1", endpoint: "%s"}}}}`, perm: 0o600, endpoint: "http://bedrock.skykoi-doctor-test.invalid/", wantCode: 1,
+			want:    []string{"[WARN] clock: could not compare clocks: looking up bedrock.skykoi-doctor-test.invalid failed, so DNS is not working", "fix: fix name resolution first"},
+			notWant: []string{"timedatectl"}},
 		{name: "loose config in the home directory", cfg: `{gateway: {mode: "local", port: %d, auth: {tokenSha256: "` + configgen.HashSecret("t") + `"}},
 			models: {providers: {"amazon-bedrock": {region: "us-east-1", endpoint: "%s"}}}}`, perm: 0o644, atHome: true, wantCode: 0,
 			want:    []string{"[WARN] state dir permissions", "skykoi.json is 644", "fix: chmod 600 "},
@@ -68,7 +74,7 @@ func TestDoctor(t *testing.T) {
 				defer l.Close()
 			}
 			if tt.cfg != "" {
-				if err := os.WriteFile(path, []byte(fmt.Sprintf(tt.cfg, port, fake.URL())), tt.perm); err != nil {
+				if err := os.WriteFile(path, []byte(fmt.Sprintf(tt.cfg, port, cmp.Or(tt.endpoint, fake.URL()))), tt.perm); err != nil {
 					t.Fatal(err)
 				}
 				_ = os.Chmod(path, tt.perm)
