@@ -110,7 +110,7 @@ var root = &node{kind: kindObject, fields: []*node{
 				{key: "lockoutMs", kind: kindInt, min: i64(0), max: i64(dayMs), def: int64(300000), doc: "how long a client stays locked out"},
 			}},
 		),
-		&node{key: "trustedProxies", kind: kindStrings, format: fmtIPOrCIDR, def: []any{}, doc: "peers whose X-Forwarded-For is believed; the Koi sets `[\"127.0.0.1\"]`"},
+		&node{key: "trustedProxies", kind: kindStrings, format: fmtIPOrCIDR, def: []any{}, doc: "peers whose X-Forwarded-For is believed; the Koi sets `[\"127.0.0.1\"]`. Refused when together the entries cover as much as an IPv4 /7 or an IPv6 /31 (one /8 or IPv6 /32 plus smaller ones is fine; `::ffff:0:0/96` counts as all of IPv4)"},
 		obj("controlUi", "the web chat page",
 			&node{key: "enabled", kind: kindBool, def: true, doc: "serves the web chat page at `/`"},
 			&node{key: "allowedOrigins", kind: kindStrings, format: fmtOrigin, def: []any{}, doc: "browser origins allowed besides the gateway's own"},

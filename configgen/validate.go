@@ -17,6 +17,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/skykoi/skykoi/internal/netbreadth"
 	"github.com/titanous/json5"
 )
 
@@ -567,9 +568,31 @@ func (v *validator) crossChecks(t map[string]any) {
 			v.add("gateway.auth", "set exactly one of %s, %s and the %s environment variable; found %s", plainKey, hashKey, env, strings.Join(set, " and "))
 		}
 	}
+	v.trustedProxies(gw)
 	reset := subMap(subMap(t, "session"), "reset")
 	if _, has := reset["idleMinutes"]; !has && reset["mode"] == "idle" {
 		v.add("session.reset.idleMinutes", "is required when session.reset.mode is \"idle\"")
+	}
+}
+
+// trustedProxies refuses a list that together reaches too much of the
+// internet: the gateway takes a client's address (for auth rate limiting
+// and logs) from X-Forwarded-For when the peer is listed, so trusting
+// everyone lets any client pick its own address. Refused, not warned: no real proxy
+// fleet needs more than a /8, and the Koi itself sets ["127.0.0.1"].
+// Entries that do not parse already have an issue of their own.
+func (v *validator) trustedProxies(gw map[string]any) {
+	list, _ := gw["trustedProxies"].([]any)
+	var ps []netip.Prefix
+	for _, x := range list {
+		if s, ok := x.(string); ok {
+			if p, err := netbreadth.ParsePrefixOrAddr(s); err == nil {
+				ps = append(ps, p)
+			}
+		}
+	}
+	if err := netbreadth.Check(ps); err != nil {
+		v.add("gateway.trustedProxies", "would believe X-Forwarded-For from too much of the internet, so any client could claim any address: %v; list only your proxies' addresses, such as [\"127.0.0.1\"] for nginx on the same host", err)
 	}
 }
 

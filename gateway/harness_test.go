@@ -105,7 +105,7 @@ func startServer(t testing.TB, opts ...serverOpt) *testServer {
 	ctx, cancel := context.WithCancel(context.Background())
 	ts := &testServer{Server: s, dir: dir, logs: logs, cancel: cancel, done: make(chan error, 1)}
 	go func() { ts.done <- s.Run(ctx) }()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(patience(t))
 	for s.Addr() == nil || !s.Ready() {
 		if time.Now().After(deadline) {
 			t.Fatal("server did not start")
@@ -127,8 +127,8 @@ func (ts *testServer) stop(t testing.TB) error {
 			close(ts.done)
 		}
 		return err
-	case <-time.After(30 * time.Second):
-		t.Error("server did not drain in 30 s")
+	case <-time.After(patience(t)):
+		t.Error("server did not drain")
 		return nil
 	}
 }
@@ -187,7 +187,7 @@ func (c *wsClient) read() (frame, error) {
 		c.skipped = c.skipped[1:]
 		return f, nil
 	}
-	_ = c.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_ = c.ws.SetReadDeadline(time.Now().Add(patience(c.t)))
 	typ, data, err := c.ws.ReadMessage()
 	if err != nil {
 		return frame{}, err
@@ -343,7 +343,7 @@ func dialConnected(t testing.TB, ts *testServer, mutate ...func(map[string]any))
 // asynchronous effects, not a timing assertion.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(patience(t))
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

@@ -44,6 +44,10 @@ type Options struct {
 	// Addr overrides the listen address derived from the config (tests use
 	// "127.0.0.1:0").
 	Addr string
+	// Listener, when set, is served instead of listening on the address:
+	// a caller that binds first can fail before it writes or shows anything.
+	// Run closes it.
+	Listener net.Listener
 	// Logger defaults to a JSON logger on stderr feeding LogRing.
 	Logger *slog.Logger
 	// LogLevel is the level variable behind Logger, so reloads can change it.
@@ -286,9 +290,12 @@ func (s *Server) Run(ctx context.Context) error {
 		ErrorLog:     slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	lc := s.live.Load()
-	l, err := net.Listen("tcp", lc.bindAddr)
-	if err != nil {
-		return fmt.Errorf("listening on %s: %w", lc.bindAddr, err)
+	l := s.opts.Listener
+	if l == nil {
+		var err error
+		if l, err = net.Listen("tcp", lc.bindAddr); err != nil {
+			return fmt.Errorf("listening on %s: %w", lc.bindAddr, err)
+		}
 	}
 	s.serveErr = make(chan error, 1)
 	s.serve(l, s.serveErr)

@@ -149,10 +149,13 @@ func TestLoadConfigErrors(t *testing.T) {
 			`skykoi:allowedCidrs: "203.0.113.7" is an address, not a CIDR; for this address alone use 203.0.113.7/32; "10.1.2.3/8" has bits set past its /8; the network is 10.0.0.0/8; "nonsense" is not a CIDR`,
 		}},
 		{name: "ssh from anywhere v4", set: map[string]string{"skykoi:sshCidrs": `["0.0.0.0/0"]`}, wantErr: []string{
-			"skykoi:sshCidrs: 0.0.0.0/0 would open SSH to the whole internet",
+			"skykoi:sshCidrs: 0.0.0.0/0 would open SSH to too much of the internet: too broad: together they reach as many IPv4 addresses as a /0",
 		}},
 		{name: "ssh from anywhere v6", set: map[string]string{"skykoi:sshCidrs": `["203.0.113.7/32","::/0"]`}, wantErr: []string{
-			"skykoi:sshCidrs: ::/0 would open SSH to the whole internet",
+			"skykoi:sshCidrs: 203.0.113.7/32, ::/0 would open SSH to too much of the internet: too broad: together they reach as many IPv4 addresses as a /0; together they reach as many IPv6 addresses as a /0",
+		}},
+		{name: "ssh from anywhere split in halves", set: map[string]string{"skykoi:sshCidrs": `["0.0.0.0/1","128.0.0.0/1"]`}, wantErr: []string{
+			"skykoi:sshCidrs: 0.0.0.0/1, 128.0.0.0/1 would open SSH to too much of the internet: too broad: together they reach as many IPv4 addresses as a /0 (the rule: all the prefixes together must cover fewer addresses than an IPv4 /7 and an IPv6 /31, that is one /8 (IPv6 /32) at most plus smaller ones; IPv4-mapped IPv6 counts as IPv4",
 		}},
 		{name: "instance type", set: map[string]string{"skykoi:instanceType": "t3small"}, wantErr: []string{
 			`skykoi:instanceType: instance type "t3small": want a type like t3.small`,

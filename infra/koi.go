@@ -17,6 +17,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/skykoi/skykoi/cloudinit"
 	"github.com/skykoi/skykoi/configgen"
+	"github.com/skykoi/skykoi/internal/netbreadth"
 )
 
 // KoiType is the component's Pulumi type token.
@@ -74,7 +75,8 @@ type KoiArgs struct {
 	// Required.
 	AllowedCidrs []string
 	// SSHCidrs may reach port 22. Empty (the default) opens no SSH port:
-	// Session Manager gives a shell without one. A /0 is refused.
+	// Session Manager gives a shell without one. A set reaching more than
+	// one IPv4 /8 or one IPv6 /32 in all is refused (netbreadth).
 	SSHCidrs []string
 	// Model defaults to configgen.DefaultModel; Fallbacks are tried in
 	// order. The role may invoke exactly these.
@@ -214,11 +216,17 @@ func joinErrs(errs []error) string {
 
 // checkCidrs accepts network prefixes in canonical form, the form EC2
 // stores, so the stack's config and AWS never disagree about a rule. For
-// SSH it refuses any prefix of length 0: that is the whole internet.
+// SSH it refuses a set that reaches too much of the internet taken
+// together (netbreadth's rule), so a /0 split into halves fails like the
+// /0 itself.
 func checkCidrs(cidrs []string, ssh bool) error {
 	var errs []error
+	var ps []netip.Prefix
 	for _, c := range cidrs {
 		p, err := netip.ParsePrefix(c)
+		if err == nil {
+			ps = append(ps, p)
+		}
 		switch {
 		case err != nil:
 			if addr, aerr := netip.ParseAddr(c); aerr == nil {
@@ -228,15 +236,36 @@ func checkCidrs(cidrs []string, ssh bool) error {
 			}
 		case p.Masked() != p:
 			errs = append(errs, fmt.Errorf("%q has bits set past its /%d; the network is %s", c, p.Bits(), p.Masked()))
-		case ssh && p.Bits() == 0:
-			errs = append(errs, fmt.Errorf("%s would open SSH to the whole internet; give your own network (like 203.0.113.7/32), or leave %s unset and use Session Manager (aws ssm start-session)",
-				c, KeySSHCidrs))
+		}
+	}
+	if ssh {
+		if err := checkSSHBreadth(ps); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if len(errs) == 0 {
 		return nil
 	}
 	return errors.New(joinErrs(errs))
+}
+
+// checkSSHBreadth refuses SSH from networks that together reach too much
+// of the internet.
+func checkSSHBreadth(ps []netip.Prefix) error {
+	if err := netbreadth.Check(ps); err != nil {
+		// A few names are enough to point at the entry; the list may be long.
+		const shown = 4
+		var names []string
+		for _, p := range ps[:min(len(ps), shown)] {
+			names = append(names, p.String())
+		}
+		if len(ps) > shown {
+			names = append(names, fmt.Sprintf("and %d more", len(ps)-shown))
+		}
+		return fmt.Errorf("%s would open SSH to too much of the internet: %w; give your own network (like 203.0.113.7/32), or leave %s unset and use Session Manager (aws ssm start-session)",
+			strings.Join(names, ", "), err, KeySSHCidrs)
+	}
+	return nil
 }
 
 // splitFamilies separates IPv4 and IPv6 prefixes, which security group
@@ -693,11 +722,17 @@ func (b *koiBuilder) securityGroup(vpcID string) (*ec2.SecurityGroup, error) {
 		ingressRule(80, "HTTP, redirected to HTTPS", web4, web6),
 	}
 	if len(b.args.SSHCidrs) > 0 {
-		// Validate refused any /0 already; this is the last line.
+		// Validate refused these already; this is the last line.
+		var ps []netip.Prefix
 		for _, c := range b.args.SSHCidrs {
-			if p, err := netip.ParsePrefix(c); err != nil || p.Bits() == 0 {
-				return nil, fmt.Errorf("refusing SSH from %q", c)
+			p, err := netip.ParsePrefix(c)
+			if err != nil {
+				return nil, fmt.Errorf("refusing SSH from %q: %w", c, err)
 			}
+			ps = append(ps, p)
+		}
+		if err := checkSSHBreadth(ps); err != nil {
+			return nil, fmt.Errorf("refusing SSH: %w", err)
 		}
 		ssh4, ssh6 := splitFamilies(b.args.SSHCidrs)
 		ingress = append(ingress, ingressRule(22, "SSH", ssh4, ssh6))

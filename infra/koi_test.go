@@ -4,6 +4,8 @@ import (
 	"debug/elf"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -16,6 +18,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/skykoi/skykoi/cloudinit"
 	"github.com/skykoi/skykoi/configgen"
+	"github.com/skykoi/skykoi/internal/netbreadth"
 )
 
 // deployed runs the stack program (short of its exports) against a fake
@@ -80,14 +83,18 @@ func (e exposure) covers(port int) bool {
 }
 
 // checkNoWorldSSH is the policy every security group must meet, whatever
-// the config: port 22 is never open to the whole internet.
+// the config: port 22 is never open to too much of the internet.
 func checkNoWorldSSH(t *testing.T, f *fakeAWS) {
 	t.Helper()
 	for _, sg := range f.ofType(typeSG) {
+		var ps []netip.Prefix
 		for _, e := range ingressOf(sg) {
-			if e.covers(22) && (e.cidr == "0.0.0.0/0" || e.cidr == "::/0") {
-				t.Errorf("security group %s opens port 22 to %s", sg.Name, e.cidr)
+			if e.covers(22) {
+				ps = append(ps, netip.MustParsePrefix(e.cidr))
 			}
+		}
+		if err := netbreadth.Check(ps); err != nil {
+			t.Errorf("security group %s opens port 22 to %v: %v", sg.Name, ps, err)
 		}
 	}
 }
@@ -141,7 +148,15 @@ func TestSSHCidrs(t *testing.T) {
 // anything.
 func TestWorldSSHRefused(t *testing.T) {
 	root := projectDir(t)
-	for _, cidrs := range [][]string{{"0.0.0.0/0"}, {"::/0"}, {"203.0.113.7/32", "0.0.0.0/0"}} {
+	var sixteens []string
+	for i := range 512 {
+		sixteens = append(sixteens, fmt.Sprintf("%d.%d.0.0/16", 10+i/256, i%256))
+	}
+	for _, cidrs := range [][]string{
+		{"0.0.0.0/0"}, {"::/0"}, {"203.0.113.7/32", "0.0.0.0/0"},
+		{"0.0.0.0/1", "128.0.0.0/1"}, {"::/1", "8000::/1"}, {"::ffff:0:0/96"},
+		{"10.0.0.0/7"}, sixteens,
+	} {
 		f := newFakeAWS()
 		err := stack{}.run(f, func(ctx *pulumi.Context) error {
 			_, err := NewKoi(ctx, "skykoi-dev", KoiArgs{
@@ -152,11 +167,11 @@ func TestWorldSSHRefused(t *testing.T) {
 			})
 			return err
 		})
-		if err == nil || !strings.Contains(err.Error(), "would open SSH to the whole internet") {
-			t.Errorf("sshCidrs %v: err = %v, want a refusal", cidrs, err)
+		if err == nil || !strings.Contains(err.Error(), "would open SSH to too much of the internet") {
+			t.Errorf("sshCidrs %.200v: err = %.400v, want a refusal", cidrs, err)
 		}
 		if n := len(f.ofType(typeSG)) + len(f.ofType(typeInstance)); n != 0 {
-			t.Errorf("sshCidrs %v: %d resources created before the refusal", cidrs, n)
+			t.Errorf("sshCidrs %.200v: %d resources created before the refusal", cidrs, n)
 		}
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/skykoi/skykoi/gateway/bedrock/bedrocktest"
@@ -166,7 +165,7 @@ func TestCallTokenFromEnv(t *testing.T) {
 // against a hang, not a timing assertion.
 func runCall(t *testing.T, args []string) (int, string, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), patience(t))
 	defer cancel()
 	var out, errOut bytes.Buffer
 	code := run(ctx, args, stdio{in: strings.NewReader(""), out: &out, err: &errOut})

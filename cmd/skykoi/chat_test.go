@@ -41,9 +41,6 @@ import (
 
 const chatTestToken = "chat-test-token-0123456789abcdefghijklmnopqrstuv"
 
-// chatSafety bounds every wait; generous because the machine is shared.
-const chatSafety = 60 * time.Second
-
 // chatGW is one gateway process-in-a-goroutine.
 type chatGW struct {
 	srv    *gateway.Server
@@ -103,7 +100,7 @@ func startChatGW(t *testing.T, fake *bedrocktest.Server, stateDir, addr string, 
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &chatGW{srv: srv, cancel: cancel, done: make(chan error, 1), logs: logs}
 	go func() { g.done <- srv.Run(ctx) }()
-	deadline := time.Now().Add(chatSafety)
+	deadline := time.Now().Add(patience(t))
 	for srv.Addr() == nil || !srv.Ready() {
 		select {
 		case err := <-g.done:
@@ -138,7 +135,7 @@ func (g *chatGW) stop(t *testing.T) {
 				t.Errorf("gateway Run: %v", err)
 			}
 		}
-	case <-time.After(chatSafety):
+	case <-time.After(patience(t)):
 		t.Error("gateway did not drain")
 	}
 }
@@ -183,7 +180,7 @@ func startChatWith(t *testing.T, fn func(context.Context, stdio) int) *chatProc 
 	t.Helper()
 	pr, pw := io.Pipe()
 	p := &chatProc{t: t, in: pw, out: &chatBuf{}, err: &chatBuf{}, exit: make(chan int, 1)}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*chatSafety)
+	ctx, cancel := context.WithTimeout(context.Background(), patience(t))
 	go func() {
 		p.exit <- fn(ctx, stdio{in: pr, out: p.out, err: p.err})
 		// Like a process exiting: a later write to its stdin fails.
@@ -193,7 +190,7 @@ func startChatWith(t *testing.T, fn func(context.Context, stdio) int) *chatProc 
 		pw.Close()
 		select {
 		case <-p.exit:
-		case <-time.After(chatSafety):
+		case <-time.After(patience(t)):
 			t.Error("chat did not exit")
 		}
 		cancel()
@@ -236,7 +233,7 @@ func (p *chatProc) end() int {
 	case code := <-p.exit:
 		p.exit <- code // for the cleanup
 		return code
-	case <-time.After(chatSafety):
+	case <-time.After(patience(p.t)):
 		p.t.Fatal("chat did not exit at the end of input")
 		return -1
 	}
@@ -244,7 +241,7 @@ func (p *chatProc) end() int {
 
 func chatWaitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(chatSafety)
+	deadline := time.Now().Add(patience(t))
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -274,7 +271,7 @@ func chatFixture(t *testing.T) (*chatGW, *bedrocktest.Server, []string) {
 // chatHistory reads a session's transcript through a client of its own.
 func chatHistory(t *testing.T, url, key string) []chatui.Message {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), chatSafety)
+	ctx, cancel := context.WithTimeout(context.Background(), patience(t))
 	defer cancel()
 	cl, err := client.Dial(ctx, client.Options{URL: url, Token: chatTestToken})
 	if err != nil {
@@ -393,7 +390,7 @@ func TestChatCommands(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("exit %d after /quit", code)
 		}
-	case <-time.After(chatSafety):
+	case <-time.After(patience(t)):
 		t.Fatal("/quit did not end the chat")
 	}
 }
@@ -604,7 +601,7 @@ func TestChatTLSPin(t *testing.T) {
 			if tc.pin != "" {
 				args = append(args, "--tls-sha256", tc.pin)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), chatSafety)
+			ctx, cancel := context.WithTimeout(context.Background(), patience(t))
 			defer cancel()
 			var out, errb bytes.Buffer
 			code := run(ctx, args, stdio{in: strings.NewReader(""), out: &out, err: &errb})
@@ -640,7 +637,7 @@ func TestChatOneShot(t *testing.T) {
 				t.Setenv("SKYKOI_TOKEN", chatTestToken)
 				args = []string{"chat", "--message", "hi", "--url", g.url}
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), chatSafety)
+			ctx, cancel := context.WithTimeout(context.Background(), patience(t))
 			defer cancel()
 			var out, errb bytes.Buffer
 			code := run(ctx, args, stdio{in: strings.NewReader(""), out: &out, err: &errb})
@@ -686,7 +683,7 @@ func TestChatUsageAndAuthErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("SKYKOI_TOKEN", "")
-			ctx, cancel := context.WithTimeout(context.Background(), chatSafety)
+			ctx, cancel := context.WithTimeout(context.Background(), patience(t))
 			defer cancel()
 			var out, errb bytes.Buffer
 			code := run(ctx, append([]string{"chat"}, tc.args...), stdio{in: strings.NewReader("hello\n"), out: &out, err: &errb})
@@ -742,7 +739,7 @@ func TestChatInterrupt(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("exit %d", code)
 		}
-	case <-time.After(chatSafety):
+	case <-time.After(patience(t)):
 		t.Fatal("Ctrl-C while idle did not end the chat")
 	}
 
@@ -761,7 +758,7 @@ func TestChatInterrupt(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("exit %d", code)
 		}
-	case <-time.After(chatSafety):
+	case <-time.After(patience(t)):
 		t.Fatal("a second Ctrl-C did not end the chat")
 	}
 }
@@ -787,7 +784,7 @@ func TestChatLifeIgnoresInterrupt(t *testing.T) {
 	stopParent()
 	select {
 	case <-life2.Done():
-	case <-time.After(chatSafety):
+	case <-time.After(patience(t)):
 		t.Fatal("the chat outlived its parent context")
 	}
 }
@@ -853,7 +850,7 @@ func TestChatBinarySIGINT(t *testing.T) {
 		if err != nil {
 			t.Fatalf("chat exited with %v", err)
 		}
-	case <-time.After(chatSafety):
+	case <-time.After(patience(t)):
 		t.Fatal("Ctrl-C while idle did not end the chat")
 	}
 }
@@ -880,7 +877,7 @@ func TestChatPTY(t *testing.T) {
 	}()
 	errb := &chatBuf{}
 	exit := make(chan int, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), chatSafety)
+	ctx, cancel := context.WithTimeout(context.Background(), patience(t))
 	defer cancel()
 	go func() { exit <- run(ctx, append([]string{"chat"}, flags...), stdio{in: slave, out: slave, err: errb}) }()
 
@@ -901,7 +898,7 @@ func TestChatPTY(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("exit %d, stderr %q", code, errb.String())
 		}
-	case <-time.After(chatSafety):
+	case <-time.After(patience(t)):
 		t.Fatalf("Ctrl-D did not end the chat; screen %q", screen.String())
 	}
 	slave.Close()

@@ -100,7 +100,7 @@ func dialWithToken(t *testing.T, port int, token string) *websocket.Conn {
 func readUntil(t *testing.T, ws *websocket.Conn, sub string) string {
 	t.Helper()
 	for {
-		_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+		_ = ws.SetReadDeadline(time.Now().Add(patience(t)))
 		_, data, err := ws.ReadMessage()
 		if err != nil {
 			t.Fatalf("waiting for %s: %v", sub, err)

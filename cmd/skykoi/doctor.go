@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -57,9 +58,15 @@ func newDoctorCmd() *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(c.Context(), 2*time.Minute)
 			defer cancel()
-			d := doctor{out: c.OutOrStdout()}
-			cfg, ok := d.checkConfig(path)
-			d.checkStateDir(configgen.StateDir(path, os.Getenv))
+			// The SDK's own warnings (through awslog) and the provider's
+			// go to stderr as slog records, apart from the report.
+			d := doctor{out: c.OutOrStdout(), log: slog.New(slog.NewTextHandler(c.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))}
+			cfg, ok, found := d.checkConfig(path)
+			if found {
+				// Without a config there is no state dir to speak of:
+				// the path's directory may be anything, even /.
+				d.checkStateDir(path, configgen.StateDir(path, os.Getenv))
+			}
 			if ok {
 				d.checkPort(cfg)
 				prov := d.checkAWS(ctx, cfg)
@@ -90,6 +97,7 @@ func isKoi() bool {
 
 type doctor struct {
 	out     io.Writer
+	log     *slog.Logger
 	results []checkResult
 }
 
@@ -119,13 +127,14 @@ func (d *doctor) finish() error {
 	return nil
 }
 
-func (d *doctor) checkConfig(path string) (configgen.Config, bool) {
+// checkConfig loads the config; found is false when there is no file.
+func (d *doctor) checkConfig(path string) (cfg configgen.Config, ok, found bool) {
 	cfg, err := configgen.Load(path)
 	var ce *configgen.Error
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		d.add("config", checkFail, path+" does not exist", "run `skykoi local` to create one, or `skykoi config generate`")
-		return cfg, false
+		return cfg, false, false
 	case errors.As(err, &ce):
 		lines := make([]string, len(ce.Issues))
 		for i, is := range ce.Issues {
@@ -133,17 +142,48 @@ func (d *doctor) checkConfig(path string) (configgen.Config, bool) {
 		}
 		d.add("config", checkFail, fmt.Sprintf("%s has %d problem(s): %s", path, len(lines), strings.Join(lines, "; ")),
 			"edit the file; `skykoi config validate` re-checks it")
-		return cfg, false
+		return cfg, false, true
 	case err != nil:
 		d.add("config", checkFail, err.Error(), "check the file's permissions")
-		return cfg, false
+		return cfg, false, true
 	}
 	d.add("config", checkOK, path+" is valid", "")
-	return cfg, true
+	return cfg, true, true
 }
 
-// checkStateDir: secrets and transcripts are the person's alone.
-func (d *doctor) checkStateDir(dir string) {
+// sharedDir reports whether dir belongs to more than the Koi: the root, a
+// top-level directory such as /etc or /tmp, the home directory or the temp
+// directory. Doctor never walks such a directory or suggests changing it.
+func sharedDir(dir string) bool {
+	dir = filepath.Clean(dir)
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	if dir == "/" || filepath.Dir(dir) == "/" || dir == filepath.Clean(os.TempDir()) {
+		return true
+	}
+	home, err := os.UserHomeDir()
+	return err == nil && dir == filepath.Clean(home)
+}
+
+// checkStateDir: secrets and transcripts are the person's alone. Its
+// advice names only the Koi's own files: the state dir when it is a
+// directory of its own, else the config file alone.
+func (d *doctor) checkStateDir(configPath, dir string) {
+	if sharedDir(dir) {
+		st, err := os.Stat(configPath)
+		if err != nil {
+			return
+		}
+		if p := st.Mode().Perm(); p&0o077 != 0 {
+			d.add("state dir permissions", checkWarn, fmt.Sprintf("%s is %o, readable by others; its directory %s is shared with other programs, so the Koi's state (tokens, transcripts) mixes with theirs", configPath, p, dir),
+				fmt.Sprintf("chmod 600 %s, and give the Koi a directory of its own (move the config to ~/.skykoi/skykoi.json or set %s)", configPath, configgen.EnvStateDir))
+			return
+		}
+		d.add("state dir permissions", checkWarn, fmt.Sprintf("%s is private, but its directory %s is shared with other programs", configPath, dir),
+			fmt.Sprintf("give the Koi a directory of its own (move the config to ~/.skykoi/skykoi.json or set %s)", configgen.EnvStateDir))
+		return
+	}
 	st, err := os.Stat(dir)
 	if err != nil {
 		d.add("state dir", checkWarn, err.Error(), "it is created on the gateway's first start")
@@ -177,14 +217,8 @@ func (d *doctor) checkStateDir(dir string) {
 }
 
 func (d *doctor) checkPort(cfg configgen.Config) {
-	host := "127.0.0.1"
-	switch cfg.Gateway.Bind {
-	case "lan":
-		host = "0.0.0.0"
-	case "custom":
-		host = cfg.Gateway.CustomBindHost
-	}
-	addr := net.JoinHostPort(host, strconv.Itoa(cfg.Gateway.Port))
+	addr := listenAddr(cfg.Gateway)
+	host, _, _ := net.SplitHostPort(addr)
 	l, err := net.Listen("tcp", addr)
 	if err == nil {
 		l.Close()
@@ -214,7 +248,7 @@ func loopbackFor(host string) string {
 
 func (d *doctor) checkAWS(ctx context.Context, cfg configgen.Config) *bedrock.Provider {
 	br := cfg.Models.Providers.AmazonBedrock
-	p, err := bedrock.New(ctx, bedrock.Options{Region: br.Region, Endpoint: br.Endpoint})
+	p, err := bedrock.New(ctx, bedrock.Options{Region: br.Region, Endpoint: br.Endpoint, Logger: d.log})
 	if err != nil {
 		d.add("AWS configuration", checkFail, err.Error(), "")
 		return nil
@@ -270,8 +304,15 @@ func (d *doctor) checkClock(ctx context.Context, cfg configgen.Config) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodHead, url, nil)
 	before := time.Now()
 	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-	if err != nil {
-		d.add("clock", checkWarn, "could not reach "+url+" to compare clocks: "+err.Error(), "make sure the machine syncs time (timedatectl status)")
+	var dnsErr *net.DNSError
+	switch {
+	case errors.As(err, &dnsErr):
+		// The clock is not the problem, and time sync would not fix it.
+		d.add("clock", checkWarn, fmt.Sprintf("could not compare clocks: looking up %s failed, so DNS is not working: %v", dnsErr.Name, err),
+			"fix name resolution first (resolvectl status, or /etc/resolv.conf); Bedrock needs it too")
+		return
+	case err != nil:
+		d.add("clock", checkWarn, "could not reach "+url+" to compare clocks: "+err.Error(), "check the network path to AWS; if it works, make sure the machine syncs time (timedatectl status)")
 		return
 	}
 	resp.Body.Close()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -26,6 +27,9 @@ func TestDoctor(t *testing.T) {
 		holdPort bool
 		wantCode int
 		want     []string
+		notWant  []string
+		atHome   bool   // the config sits in $HOME itself, a directory shared with everything else
+		endpoint string // replaces the fake Bedrock's URL
 	}{
 		{name: "healthy", cfg: `{gateway: {mode: "local", port: %d, auth: {tokenSha256: "` + configgen.HashSecret("t") + `"}},
 			agents: {defaults: {model: {primary: "amazon-bedrock/m1", fallbacks: ["amazon-bedrock/m2"]}}},
@@ -34,7 +38,16 @@ func TestDoctor(t *testing.T) {
 				"[ok  ] AWS credentials", "[ok  ] model amazon-bedrock/m1: answered", "[ok  ] model amazon-bedrock/m2: answered", "[ok  ] clock", "0 failed, 0 warnings"}},
 		{name: "invalid config", cfg: `{gateway: {mode: "remote", port: %d}} // %s`, perm: 0o600, wantCode: 1,
 			want: []string{"[FAIL] config:", `gateway.mode: must be "local", got "remote"`, "fix: edit the file"}},
-		{name: "missing config", wantCode: 1, want: []string{"does not exist", "fix: run `skykoi local`"}},
+		{name: "missing config", wantCode: 1, want: []string{"does not exist", "fix: run `skykoi local`"},
+			notWant: []string{"state dir", "chmod"}},
+		{name: "DNS fails", cfg: `{gateway: {mode: "local", port: %d, auth: {tokenSha256: "` + configgen.HashSecret("t") + `"}},
+			models: {providers: {"amazon-bedrock": {region: "us-east-1", endpoint: "%s"}}}}`, perm: 0o600, endpoint: "http://bedrock.skykoi-doctor-test.invalid/", wantCode: 1,
+			want:    []string{"[WARN] clock: could not compare clocks: looking up bedrock.skykoi-doctor-test.invalid failed, so DNS is not working", "fix: fix name resolution first"},
+			notWant: []string{"timedatectl"}},
+		{name: "loose config in the home directory", cfg: `{gateway: {mode: "local", port: %d, auth: {tokenSha256: "` + configgen.HashSecret("t") + `"}},
+			models: {providers: {"amazon-bedrock": {region: "us-east-1", endpoint: "%s"}}}}`, perm: 0o644, atHome: true, wantCode: 0,
+			want:    []string{"[WARN] state dir permissions", "skykoi.json is 644", "fix: chmod 600 "},
+			notWant: []string{"chmod -R", "bashrc"}},
 		{name: "loose permissions, port taken, no credentials", cfg: `{gateway: {mode: "local", port: %d, auth: {tokenSha256: "` + configgen.HashSecret("t") + `"}},
 			models: {providers: {"amazon-bedrock": {region: "us-east-1", endpoint: "%s"}}}}`, perm: 0o644, noCreds: true, holdPort: true, wantCode: 1,
 			want: []string{"[WARN] state dir permissions", "chmod -R go-rwx", "[FAIL] port:", "taken by another program", "[FAIL] AWS credentials", "AWS_PROFILE"}},
@@ -45,6 +58,13 @@ func TestDoctor(t *testing.T) {
 			state := filepath.Join(dir, "state")
 			_ = os.MkdirAll(state, 0o700)
 			path := filepath.Join(state, "skykoi.json")
+			if tt.atHome {
+				path = filepath.Join(dir, "skykoi.json")
+				// Another program's file the Koi must leave alone.
+				if err := os.WriteFile(filepath.Join(dir, ".bashrc"), nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
 			port := freeTCPPort(t)
 			if tt.holdPort {
 				l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
@@ -54,15 +74,16 @@ func TestDoctor(t *testing.T) {
 				defer l.Close()
 			}
 			if tt.cfg != "" {
-				if err := os.WriteFile(path, []byte(fmt.Sprintf(tt.cfg, port, fake.URL())), tt.perm); err != nil {
+				if err := os.WriteFile(path, []byte(fmt.Sprintf(tt.cfg, port, cmp.Or(tt.endpoint, fake.URL()))), tt.perm); err != nil {
 					t.Fatal(err)
 				}
 				_ = os.Chmod(path, tt.perm)
 			}
 			t.Setenv("HOME", dir)
+			t.Setenv(configgen.EnvStateDir, "")
 			t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-			t.Setenv("AWS_CONFIG_FILE", "/nonexistent")
-			t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+			t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "missing", "aws-config"))
+			t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "missing", "aws-credentials"))
 			if tt.noCreds {
 				t.Setenv("AWS_ACCESS_KEY_ID", "")
 				t.Setenv("AWS_SECRET_ACCESS_KEY", "")
@@ -78,6 +99,11 @@ func TestDoctor(t *testing.T) {
 			for _, w := range tt.want {
 				if !strings.Contains(out.String(), w) {
 					t.Errorf("output lacks %q:\n%s", w, out.String())
+				}
+			}
+			for _, w := range tt.notWant {
+				if strings.Contains(out.String(), w) {
+					t.Errorf("output has %q:\n%s", w, out.String())
 				}
 			}
 		})

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/skykoi/skykoi/configgen"
@@ -44,7 +46,7 @@ func newGatewayRunCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return runGateway(c.Context(), cfg, path)
+			return runGateway(c.Context(), cfg, path, nil)
 		},
 	}
 	c.Flags().StringVar(&configFlag, "config", "", "config file (default $SKYKOI_CONFIG_PATH or ~/.skykoi/skykoi.json)")
@@ -52,14 +54,19 @@ func newGatewayRunCmd() *cobra.Command {
 	return c
 }
 
-// runGateway runs a gateway until ctx ends, reloading on SIGHUP.
-func runGateway(ctx context.Context, cfg configgen.Config, path string) error {
+// runGateway runs a gateway until ctx ends, reloading on SIGHUP. It serves
+// l when given (and closes it), else listens on the config's address.
+func runGateway(ctx context.Context, cfg configgen.Config, path string, l net.Listener) error {
 	srv, err := gateway.New(gateway.Options{
 		Config:     cfg,
 		ConfigPath: path,
 		Notifier:   sdnotify.FromEnv(os.Getenv, os.Getpid()),
+		Listener:   l,
 	})
 	if err != nil {
+		if l != nil {
+			l.Close()
+		}
 		return err
 	}
 	hup := make(chan os.Signal, 1)
@@ -76,6 +83,30 @@ func runGateway(ctx context.Context, cfg configgen.Config, path string) error {
 		}
 	}()
 	return srv.Run(ctx)
+}
+
+// listenAddr is the address the gateway listens on for the config's
+// gateway.bind and gateway.port.
+func listenAddr(g configgen.Gateway) string {
+	host := "127.0.0.1"
+	switch g.Bind {
+	case "lan":
+		host = "0.0.0.0"
+	case "custom":
+		host = g.CustomBindHost
+	}
+	return net.JoinHostPort(host, strconv.Itoa(g.Port))
+}
+
+// listenFor binds the gateway's address up front, so a command can fail
+// on a taken port before it writes a config or shows a token.
+func listenFor(g configgen.Gateway) (net.Listener, error) {
+	addr := listenAddr(g)
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("cannot listen on %s, so nothing was written: %w; stop the program using port %d, or choose another port with --port", addr, err, g.Port)
+	}
+	return l, nil
 }
 
 // checkPortFlag refuses a --port outside 1–65535 when it was given.

@@ -108,7 +108,7 @@ func TestGatewayDaemonLifecycle(t *testing.T) {
 	}()
 	waitState := func(want string) {
 		t.Helper()
-		timeout := time.After(20 * time.Second)
+		timeout := time.After(patience(t))
 		for {
 			select {
 			case s := <-states:
@@ -139,7 +139,7 @@ func TestGatewayDaemonLifecycle(t *testing.T) {
 	defer ws.Close()
 	readFrame := func() map[string]any {
 		t.Helper()
-		_ = ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+		_ = ws.SetReadDeadline(time.Now().Add(patience(t)))
 		var f map[string]any
 		if err := ws.ReadJSON(&f); err != nil {
 			t.Fatalf("read: %v", err)
@@ -159,7 +159,7 @@ func TestGatewayDaemonLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = cmd.Process.Signal(syscall.SIGHUP)
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(patience(t))
 	for !strings.Contains(logs.String(), "gateway.port: must be an integer") {
 		if time.Now().After(deadline) {
 			t.Fatalf("SIGHUP with a bad file was not logged:\n%s", logs.String())
@@ -181,7 +181,7 @@ func TestGatewayDaemonLifecycle(t *testing.T) {
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	sawShutdown := false
 	for {
-		_ = ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+		_ = ws.SetReadDeadline(time.Now().Add(patience(t)))
 		_, data, err := ws.ReadMessage()
 		if err != nil {
 			ce, ok := err.(*websocket.CloseError)
@@ -203,7 +203,7 @@ func TestGatewayDaemonLifecycle(t *testing.T) {
 		if err != nil {
 			t.Fatalf("exit: %v\n%s", err, logs.String())
 		}
-	case <-time.After(30 * time.Second):
+	case <-time.After(patience(t)):
 		t.Fatal("daemon did not exit after SIGTERM")
 	}
 	if strings.Contains(logs.String(), token) {

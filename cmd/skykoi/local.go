@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 
@@ -39,25 +40,56 @@ func newLocalCmd() *cobra.Command {
 				return &exitError{code: exitConfig, err: fmt.Errorf("finding the config file: %w", err)}
 			}
 			out := c.OutOrStdout()
-			token := ""
+			// Bind before anything is written or shown: a token printed
+			// for a Koi that then fails to start is a token to throw away.
+			var (
+				l       net.Listener
+				token   string
+				created []byte
+			)
 			switch _, err := os.Stat(path); {
 			case errors.Is(err, fs.ErrNotExist):
-				if token, err = createLocalConfig(path, port, out); err != nil {
+				if token, created, err = newLocalConfig(port); err != nil {
+					return err
+				}
+				first, err := configgen.Parse(created)
+				if err != nil {
+					return fmt.Errorf("checking the new config: %w", err)
+				}
+				if l, err = listenFor(first.Gateway); err != nil {
 					return err
 				}
 			case err != nil:
 				return fmt.Errorf("reading %s: %w", path, err)
-			case newToken:
-				if token, err = rotateToken(path); err != nil {
+			default:
+				cfg, err := loadRunConfig(c, path, port)
+				if err != nil {
+					return err
+				}
+				if l, err = listenFor(cfg.Gateway); err != nil {
 					return err
 				}
 			}
-			cfg, err := loadRunConfig(c, path, port)
+			cfg, err := func() (configgen.Config, error) {
+				if created != nil {
+					if err := writeLocalConfig(path, created, out); err != nil {
+						return configgen.Config{}, err
+					}
+				} else if newToken {
+					var err error
+					if token, err = rotateToken(path); err != nil {
+						return configgen.Config{}, err
+					}
+				}
+				return loadRunConfig(c, path, port)
+			}()
 			if err != nil {
+				l.Close()
 				return err
 			}
 			ws, _ := configgen.ExpandHome(cfg.Agents.Defaults.Workspace)
 			if err := seedWorkspace(ws); err != nil {
+				l.Close()
 				return err
 			}
 			url := fmt.Sprintf("http://127.0.0.1:%d/", cfg.Gateway.Port)
@@ -74,7 +106,7 @@ func newLocalCmd() *cobra.Command {
 			if cfg.Tools.Exec.Security == "full" {
 				fmt.Fprintln(out, "note: tools.exec.security is \"full\": the agent can run any command as you on this machine.")
 			}
-			return runGateway(c.Context(), cfg, path)
+			return runGateway(c.Context(), cfg, path, l)
 		},
 	}
 	c.Flags().StringVar(&configFlag, "config", "", "config file (default $SKYKOI_CONFIG_PATH or ~/.skykoi/skykoi.json)")
@@ -92,34 +124,39 @@ func newGatewayToken() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b[:]), nil
 }
 
-// createLocalConfig writes a first config for this machine and returns the
-// plaintext token to show once.
-func createLocalConfig(path string, port int, out io.Writer) (string, error) {
-	token, err := newGatewayToken()
+// newLocalConfig makes a first config for this machine, in memory, and
+// the plaintext token to show once.
+func newLocalConfig(port int) (token string, data []byte, err error) {
+	token, err = newGatewayToken()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	home, err := os.UserHomeDir()
 	if err != nil {
-		return "", fmt.Errorf("finding the home directory: %w", err)
+		return "", nil, fmt.Errorf("finding the home directory: %w", err)
 	}
-	data, err := configgen.Generate(configgen.Options{
+	data, err = configgen.Generate(configgen.Options{
 		TokenSha256:    configgen.HashSecret(token),
 		Port:           port,
 		Workspace:      filepath.Join(home, "koi"),
 		TrustedProxies: []string{}, // no proxy in front of a local gateway
 	})
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
+	return token, data, nil
+}
+
+// writeLocalConfig writes the first config, creating its directory.
+func writeLocalConfig(path string, data []byte, out io.Writer) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return "", fmt.Errorf("creating %s: %w", filepath.Dir(path), err)
+		return fmt.Errorf("creating %s: %w", filepath.Dir(path), err)
 	}
 	if err := atomicfile.Write(path, data, 0o600); err != nil {
-		return "", err
+		return err
 	}
 	fmt.Fprintf(out, "Created %s.\n", path)
-	return token, nil
+	return nil
 }
 
 // rotateToken puts a new token's digest into an existing config. The file

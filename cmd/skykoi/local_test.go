@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,7 +27,8 @@ func startLocal(t *testing.T, home string, port int, extra ...string) (string, *
 	cmd := exec.Command(binary, append([]string{"local", "--port", fmt.Sprint(port)}, extra...)...)
 	cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH"),
 		// No AWS anywhere: the gateway must still start.
-		"AWS_EC2_METADATA_DISABLED=true", "AWS_CONFIG_FILE=/nonexistent", "AWS_SHARED_CREDENTIALS_FILE=/nonexistent"}
+		"AWS_EC2_METADATA_DISABLED=true", "AWS_CONFIG_FILE=" + filepath.Join(home, "missing", "aws-config"),
+		"AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(home, "missing", "aws-credentials")}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +53,7 @@ func startLocal(t *testing.T, home string, port int, extra ...string) (string, *
 
 func waitReady(t *testing.T, port int) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(patience(t))
 	for {
 		ws, _, err := websocket.DefaultDialer.Dial(fmt.Sprintf("ws://127.0.0.1:%d/", port), nil)
 		if err == nil {
@@ -75,7 +77,7 @@ func stopLocal(t *testing.T, cmd *exec.Cmd) {
 		if err != nil {
 			t.Fatalf("exit after Ctrl-C: %v", err)
 		}
-	case <-time.After(30 * time.Second):
+	case <-time.After(patience(t)):
 		t.Fatal("did not exit after Ctrl-C")
 	}
 }
@@ -123,7 +125,7 @@ func TestLocalFirstRunAndReuse(t *testing.T) {
 	// The token works; health says the model is unreachable and why.
 	// The credential check runs in the background right after start-up.
 	h := healthOver(t, port, token)
-	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(h, `"reachable"`) && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(patience(t)); !strings.Contains(h, `"reachable"`) && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 		h = healthOver(t, port, token)
 	}
@@ -173,7 +175,7 @@ func healthOver(t *testing.T, port int, token string) string {
 		"client": map[string]any{"id": "t", "version": "1", "platform": "linux", "mode": "test"}}})
 	_ = ws.WriteJSON(map[string]any{"type": "req", "id": "h", "method": "health"})
 	for {
-		_ = ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+		_ = ws.SetReadDeadline(time.Now().Add(patience(t)))
 		_, data, err := ws.ReadMessage()
 		if err != nil {
 			t.Fatalf("reading health: %v", err)
@@ -225,5 +227,56 @@ func TestRunPortFlagChecked(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(home, ".skykoi", "skykoi.json")); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("%v: a config was written (%v)", args, err)
 		}
+	}
+}
+
+// TestLocalPortTakenWritesNothing: when the port cannot be had, `local`
+// fails before it creates a directory, writes or rotates a config, or shows
+// a token, so the person is not left with a token for a Koi that never ran.
+func TestLocalPortTakenWritesNothing(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
+	existing := t.TempDir()
+	existingCfg := filepath.Join(existing, "skykoi.json")
+	existingWS := filepath.Join(existing, "koi")
+	if r := skykoi(t, "", nil, "config", "generate", "--token-sha256", configgen.HashSecret("t"), "--workspace", existingWS, "--out", existingCfg); r.code != 0 {
+		t.Fatalf("config generate: %d %s", r.code, r.stderr)
+	}
+	before, err := os.ReadFile(existingCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"first run", []string{"--config", filepath.Join(t.TempDir(), "sub", "skykoi.json")}},
+		{"new token", []string{"--config", existingCfg, "--new-token"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			home := t.TempDir()
+			r := skykoi(t, "", []string{"HOME=" + home, "SKYKOI_CONFIG_PATH="}, append([]string{"local", "--port", port}, tc.args...)...)
+			if r.code == 0 || !strings.Contains(r.stderr, "127.0.0.1:"+port) || !strings.Contains(r.stderr, "--port") {
+				t.Errorf("exit %d, stderr %q; want a failure naming the address and --port", r.code, r.stderr)
+			}
+			if strings.Contains(r.stdout, "token") || strings.Contains(r.stdout, "Created") {
+				t.Errorf("printed before failing:\n%s", r.stdout)
+			}
+			if _, err := os.Stat(filepath.Dir(tc.args[1])); tc.name == "first run" && !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("the config's directory was created (%v)", err)
+			}
+			for _, ws := range []string{filepath.Join(home, "koi"), existingWS} {
+				if _, err := os.Stat(ws); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("the workspace %s was created (%v)", ws, err)
+				}
+			}
+			if after, _ := os.ReadFile(existingCfg); string(after) != string(before) {
+				t.Error("the existing config was changed")
+			}
+		})
 	}
 }

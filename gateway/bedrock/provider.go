@@ -25,6 +25,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime/schemas"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime/types"
 	"github.com/aws/smithy-go/transport/http/protocol/restjson1"
+	"github.com/skykoi/skykoi/internal/awslog"
 )
 
 // Provider calls Bedrock. It is safe for concurrent use.
@@ -48,6 +49,9 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 		// The SDK's retryer cannot know whether deltas already reached the
 		// caller; Stream does its own retries.
 		config.WithRetryer(func() aws.Retryer { return aws.NopRetryer{} }),
+		// Without a logger the SDK prints plain text to stderr, into the
+		// middle of the gateway's JSON log.
+		config.WithLogger(awslog.New(opts.Logger)),
 	}
 	if opts.Credentials != nil {
 		load = append(load, config.WithCredentialsProvider(opts.Credentials))

@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go"
+	"github.com/skykoi/skykoi/internal/awslog"
 )
 
 // Instance states as EC2 names them.
@@ -74,7 +75,8 @@ func New(ctx context.Context, opts Options) (*Client, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	var load []func(*config.LoadOptions) error
+	// Without a logger the SDK prints plain text to stderr.
+	load := []func(*config.LoadOptions) error{config.WithLogger(awslog.New(log))}
 	if opts.Region != "" {
 		load = append(load, config.WithRegion(opts.Region))
 	}
