@@ -925,7 +925,7 @@ func TestChatSaysModelUnreachable(t *testing.T) {
 	g := startChatGW(t, fake, t.TempDir(), "127.0.0.1:0", func(o *gateway.Options) { o.AWSCredentials = noChatCreds{} })
 	// The gateway checks credentials in the background after start; the
 	// chat must arrive after health knows, which is what this waits for.
-	ctx, cancel := context.WithTimeout(context.Background(), chatSafety)
+	ctx, cancel := context.WithTimeout(context.Background(), patience(t))
 	defer cancel()
 	cl, err := client.Dial(ctx, client.Options{URL: g.url, Token: chatTestToken})
 	if err != nil {
