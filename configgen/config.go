@@ -6,8 +6,10 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -33,6 +35,20 @@ type Gateway struct {
 	ControlUI      ControlUI `json:"controlUi"`
 	Reload         Reload    `json:"reload"`
 	Idle           Idle      `json:"idle"`
+}
+
+// ListenAddr is the address the gateway listens on for gateway.bind and
+// gateway.port: one answer for the daemon, `local` (which binds before it
+// writes anything) and doctor.
+func (g Gateway) ListenAddr() string {
+	host := "127.0.0.1"
+	switch g.Bind {
+	case "lan":
+		host = "0.0.0.0"
+	case "custom":
+		host = g.CustomBindHost
+	}
+	return net.JoinHostPort(host, strconv.Itoa(g.Port))
 }
 
 type Auth struct {

@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -248,14 +247,7 @@ func (s *Server) derive(cfg configgen.Config) (*liveConfig, error) {
 			lc.hosts[hostName(u.Host)] = true
 		}
 	}
-	host := "127.0.0.1"
-	switch g.Bind {
-	case "lan":
-		host = "0.0.0.0"
-	case "custom":
-		host = g.CustomBindHost
-	}
-	lc.bindAddr = net.JoinHostPort(host, strconv.Itoa(g.Port))
+	lc.bindAddr = g.ListenAddr()
 	if s.opts.Addr != "" {
 		lc.bindAddr = s.opts.Addr
 	}

@@ -217,7 +217,7 @@ func (d *doctor) checkStateDir(configPath, dir string) {
 }
 
 func (d *doctor) checkPort(cfg configgen.Config) {
-	addr := listenAddr(cfg.Gateway)
+	addr := cfg.Gateway.ListenAddr()
 	host, _, _ := net.SplitHostPort(addr)
 	l, err := net.Listen("tcp", addr)
 	if err == nil {

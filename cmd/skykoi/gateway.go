@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
 
 	"github.com/skykoi/skykoi/configgen"
@@ -85,23 +84,10 @@ func runGateway(ctx context.Context, cfg configgen.Config, path string, l net.Li
 	return srv.Run(ctx)
 }
 
-// listenAddr is the address the gateway listens on for the config's
-// gateway.bind and gateway.port.
-func listenAddr(g configgen.Gateway) string {
-	host := "127.0.0.1"
-	switch g.Bind {
-	case "lan":
-		host = "0.0.0.0"
-	case "custom":
-		host = g.CustomBindHost
-	}
-	return net.JoinHostPort(host, strconv.Itoa(g.Port))
-}
-
 // listenFor binds the gateway's address up front, so a command can fail
 // on a taken port before it writes a config or shows a token.
 func listenFor(g configgen.Gateway) (net.Listener, error) {
-	addr := listenAddr(g)
+	addr := g.ListenAddr()
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("cannot listen on %s, so nothing was written: %w; stop the program using port %d, or choose another port with --port", addr, err, g.Port)
