@@ -91,6 +91,12 @@ func specKeys(t *testing.T, path string) []string {
 	return keys
 }
 
+// beyondSpec lists the keys an issue added after shared/CONFIG.md's table
+// was written, each with that issue: the issue is the newer word, and the
+// spec's table is not ours to edit. Anything else the schema has and the
+// spec lacks is drift, and fails below.
+var beyondSpec = map[string]string{}
+
 func TestRowsMatchSpec(t *testing.T) {
 	spec := specKeys(t, findSpec(t))
 	rows := configgen.Rows()
@@ -107,8 +113,13 @@ func TestRowsMatchSpec(t *testing.T) {
 		}
 	}
 	for _, k := range rows {
-		if !slices.Contains(spec, k) {
-			t.Errorf("configgen.Rows() has %s, which CONFIG.md does not document", k)
+		if !slices.Contains(spec, k) && beyondSpec[k] == "" {
+			t.Errorf("configgen.Rows() has %s, which CONFIG.md does not document (a key an issue adds goes in beyondSpec with the issue)", k)
+		}
+	}
+	for k := range beyondSpec {
+		if slices.Contains(spec, k) || !slices.Contains(rows, k) {
+			t.Errorf("beyondSpec lists %s, which the spec now documents or the schema no longer has; drop it", k)
 		}
 	}
 }
