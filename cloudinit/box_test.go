@@ -21,6 +21,7 @@ import (
 	"github.com/skykoi/skykoi/gateway/bedrock/bedrocktest"
 	"github.com/skykoi/skykoi/gateway/client"
 	"github.com/skykoi/skykoi/gateway/protocol"
+	"github.com/skykoi/skykoi/internal/testwait"
 )
 
 // TestBox assembles a Koi's box from the rendered parts on this machine: the
@@ -78,7 +79,7 @@ func TestBox(t *testing.T) {
 	waitListening(t, httpsAddr, filepath.Join(e.dir, "error.log"))
 
 	fp := fingerprintOf(t, crt)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), testwait.Patience(t))
 	defer cancel()
 	dialFrom := func(local string) func(context.Context, string, string) (net.Conn, error) {
 		return func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -203,7 +204,7 @@ func startProcess(t *testing.T, cmd *exec.Cmd) {
 
 func waitListening(t *testing.T, addr, logPath string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(testwait.Patience(t))
 	for {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/skykoi/skykoi/cloudinit"
+	"github.com/skykoi/skykoi/internal/testwait"
 )
 
 // These tests hand the rendered files to the real tools that will read them
@@ -241,7 +242,7 @@ func TestNginxProxy(t *testing.T) {
 				MinVersion:         minV, MaxVersion: maxV,
 			}},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-			Timeout:       10 * time.Second,
+			Timeout:       testwait.Patience(t),
 		}
 	}
 
@@ -293,7 +294,7 @@ func TestNginxProxy(t *testing.T) {
 	})
 
 	t.Run("websocket", func(t *testing.T) {
-		d := websocket.Dialer{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, HandshakeTimeout: 5 * time.Second}
+		d := websocket.Dialer{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, HandshakeTimeout: testwait.Patience(t)}
 		c, resp, err := d.Dial("wss://"+httpsAddr+"/ws", http.Header{"Origin": {"https://" + httpsAddr}})
 		if err != nil {
 			t.Fatalf("websocket through nginx: %v (%v)", err, resp)
@@ -303,7 +304,7 @@ func TestNginxProxy(t *testing.T) {
 			if err := c.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
 				t.Fatal(err)
 			}
-			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_ = c.SetReadDeadline(time.Now().Add(testwait.Patience(t)))
 			_, got, err := c.ReadMessage()
 			if err != nil || string(got) != "echo:"+msg {
 				t.Fatalf("got %q, %v", got, err)
@@ -337,7 +338,7 @@ func TestNginxProxy(t *testing.T) {
 			if s != "first\n" {
 				t.Fatalf("got %q", s)
 			}
-		case <-time.After(5 * time.Second):
+		case <-time.After(testwait.Patience(t)):
 			t.Fatal("the first chunk was held back while the response was open")
 		}
 	})

@@ -20,6 +20,7 @@ import (
 
 	"github.com/skykoi/skykoi/gateway/bedrock"
 	bt "github.com/skykoi/skykoi/gateway/bedrock/bedrocktest"
+	"github.com/skykoi/skykoi/internal/testwait"
 )
 
 const (
@@ -730,7 +731,7 @@ func TestCancelDuringHang(t *testing.T) {
 			var r result
 			select {
 			case r = <-done:
-			case <-time.After(30 * time.Second): // a deadlock guard, not a timing assertion
+			case <-time.After(testwait.Patience(t)): // a deadlock guard, not a timing assertion
 				t.Fatal("Stream did not return after cancel")
 			}
 			var be *bedrock.Error

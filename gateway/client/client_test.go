@@ -23,6 +23,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/skykoi/skykoi/gateway/protocol"
+	"github.com/skykoi/skykoi/internal/testwait"
 )
 
 // fakeGateway is a test peer speaking just enough of PROTOCOL.md: the
@@ -313,10 +314,11 @@ func verifyDevice(p *protocol.ConnectParams, nonce string) error {
 	return nil
 }
 
-// testCtx bounds a test so a bug hangs it for seconds, not until the global
-// timeout; it is a safety net, never an assertion about timing.
+// testCtx bounds a test so a bug fails it with its own message before the
+// global timeout; it is a safety net, never an assertion about timing, and
+// follows the -timeout so a loaded machine only slows it down.
 func testCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), testwait.Patience(t))
 	t.Cleanup(cancel)
 	return ctx
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/skykoi/skykoi/gateway/idle"
 	"github.com/skykoi/skykoi/internal/koi/ec2test"
+	"github.com/skykoi/skykoi/internal/testwait"
 )
 
 // fakeClock only moves when the test says so. After registers a waiter;
@@ -69,7 +70,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 // finished handling the last tick.
 func (c *fakeClock) waitForWaiter(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(testwait.Patience(t))
 	for {
 		c.mu.Lock()
 		n := len(c.waiters)
@@ -143,7 +144,7 @@ func startWatcher(t *testing.T, stopAfter time.Duration, failFirst int64) *harne
 			if err != nil {
 				t.Errorf("Run: %v", err)
 			}
-		case <-time.After(10 * time.Second):
+		case <-time.After(testwait.Patience(t)):
 			t.Error("Run did not return after cancel")
 		}
 	})

@@ -176,7 +176,7 @@ func TestExecAbortKillsPromptly(t *testing.T) {
 		if r.Details["aborted"] != true {
 			t.Errorf("details = %v", r.Details)
 		}
-	case <-time.After(safety):
+	case <-time.After(safety(t)):
 		t.Fatal("Run did not return after its context was cancelled")
 	}
 	waitFor(t, "the grandchild to be killed", func() bool { return procGone(pid) })

@@ -12,11 +12,13 @@ import (
 	"time"
 
 	"github.com/skykoi/skykoi/configgen"
+	"github.com/skykoi/skykoi/internal/testwait"
 )
 
 // safety bounds how long a test waits for something that should happen; it
 // only keeps a broken build from hanging, and is never a timing assertion.
-const safety = 60 * time.Second
+// It follows the test's -timeout, so a loaded machine only slows it down.
+func safety(tb testing.TB) time.Duration { return testwait.Patience(tb) }
 
 // newSet builds a Set on a fresh workspace with exec at security "full";
 // mod adjusts the options first.
@@ -78,7 +80,7 @@ func mustFail(t *testing.T, r Result, wants ...string) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(safety)
+	deadline := time.Now().Add(safety(t))
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("gave up waiting for %s", what)
