@@ -54,7 +54,7 @@ func rawCall(t *testing.T, c *wsClient, maxPayload int, method string, params an
 	c.ws.SetReadLimit(int64(maxPayload))
 	id := c.request(method, params)
 	for {
-		_ = c.ws.SetReadDeadline(deadline())
+		_ = c.ws.SetReadDeadline(time.Now().Add(patience(t)))
 		typ, data, err := c.ws.ReadMessage()
 		if err != nil {
 			t.Fatalf("%s: reading the response: %v", method, err)
@@ -249,5 +249,3 @@ func TestFitItems(t *testing.T) {
 		})
 	}
 }
-
-func deadline() time.Time { return time.Now().Add(30 * time.Second) }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"testing"
-	"time"
 
 	"github.com/skykoi/skykoi/gateway/client"
 	"github.com/skykoi/skykoi/gateway/protocol"
@@ -15,7 +14,7 @@ import (
 // of a drain.
 func TestGoClientAgainstRealServer(t *testing.T) {
 	ts := startServer(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), patience(t))
 	defer cancel()
 	key := newDeviceKey(t)
 	c, err := client.Dial(ctx, client.Options{URL: ts.url, Token: testToken, DeviceKey: key.priv, Caps: []string{protocol.CapToolEvents}})

@@ -131,7 +131,7 @@ func (tb *tab) dump() string {
 
 func (tb *tab) do(what string, actions ...chromedp.Action[chromedp.Void]) {
 	tb.t.Helper()
-	ctx, cancel := context.WithTimeout(tb.ctx, 20*time.Second)
+	ctx, cancel := context.WithTimeout(tb.ctx, patience(tb.t))
 	defer cancel()
 	if err := chromedp.Do(ctx, actions...); err != nil {
 		tb.t.Fatalf("%s: %v\n%s", what, err, tb.dump())
@@ -142,10 +142,10 @@ func (tb *tab) do(what string, actions ...chromedp.Action[chromedp.Void]) {
 // against a hang, not a timing assertion.
 func (tb *tab) waitJS(what, expr string) {
 	tb.t.Helper()
-	ctx, cancel := context.WithTimeout(tb.ctx, 20*time.Second)
+	ctx, cancel := context.WithTimeout(tb.ctx, patience(tb.t))
 	defer cancel()
 	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr,
-		chromedp.WithPollingInterval(25*time.Millisecond), chromedp.WithPollingTimeout(15*time.Second)))
+		chromedp.WithPollingInterval(25*time.Millisecond), chromedp.WithPollingTimeout(patience(tb.t)*9/10)))
 	if err != nil {
 		tb.t.Fatalf("waiting for %s: %v\n%s", what, err, tb.dump())
 	}
@@ -153,7 +153,7 @@ func (tb *tab) waitJS(what, expr string) {
 
 func evalJS[T any](tb *tab, expr string) T {
 	tb.t.Helper()
-	ctx, cancel := context.WithTimeout(tb.ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(tb.ctx, patience(tb.t))
 	defer cancel()
 	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
 	if err != nil {
@@ -178,7 +178,7 @@ func (tb *tab) checkClean() {
 
 func (tb *tab) screenshot(name string) {
 	tb.t.Helper()
-	ctx, cancel := context.WithTimeout(tb.ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(tb.ctx, patience(tb.t))
 	defer cancel()
 	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
 	if err != nil {
@@ -217,7 +217,7 @@ func startBrowser(t *testing.T, chromium, resolverRules string) context.Context 
 	t.Helper()
 	// A bound for the whole browser, so a wedged page fails the test
 	// instead of hanging it.
-	root, stop := context.WithTimeout(context.Background(), 2*time.Minute)
+	root, stop := context.WithTimeout(context.Background(), patience(t))
 	t.Cleanup(stop)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(root,
 		chromedp.ExecPath(chromium),
@@ -583,7 +583,7 @@ func checkMarkdown(t *testing.T, tb *tab) {
 		ins = append(ins, c.in)
 	}
 	js, _ := json.Marshal(ins)
-	ctx, cancel := context.WithTimeout(tb.ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(tb.ctx, patience(tb.t))
 	defer cancel()
 	got, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`import("/markdown.js").then(m => `+string(js)+`.map(s => {
 		const d = document.createElement("div");
