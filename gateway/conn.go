@@ -14,9 +14,9 @@ import (
 
 // Per-connection flow control.
 const (
-	// writeWait bounds one frame write; a peer that cannot take a frame in
-	// this long is gone or hopelessly slow.
-	writeWait = 10 * time.Second
+	// DefaultWriteWait bounds one frame write; a peer that cannot take a
+	// frame in this long is gone or hopelessly slow (Options.WriteWait).
+	DefaultWriteWait = 10 * time.Second
 	// maxConcurrentRequests bounds handler goroutines per connection; past it
 	// the reader stops reading, which pushes back on the client through TCP.
 	maxConcurrentRequests = 32
@@ -293,7 +293,7 @@ func (c *conn) writer() {
 		select {
 		case <-c.wake:
 		case <-ping.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.s.opts.WriteWait)); err != nil {
 				c.abort()
 				return
 			}
@@ -311,7 +311,7 @@ func (c *conn) writer() {
 			}
 			c.qmu.Unlock()
 			for _, f := range batch {
-				_ = c.ws.SetWriteDeadline(time.Now().Add(writeWait))
+				_ = c.ws.SetWriteDeadline(time.Now().Add(c.s.opts.WriteWait))
 				if err := c.write(f); err != nil {
 					c.abort()
 					return
@@ -321,7 +321,7 @@ func (c *conn) writer() {
 				c.qmu.Unlock()
 			}
 			if closing {
-				_ = c.ws.WriteControl(websocket.CloseMessage, closeMsg, time.Now().Add(writeWait))
+				_ = c.ws.WriteControl(websocket.CloseMessage, closeMsg, time.Now().Add(c.s.opts.WriteWait))
 				// Let the peer answer the close; the reader sees it (or the
 				// deadline) and returns, which ends the connection.
 				_ = c.ws.SetReadDeadline(time.Now().Add(2 * time.Second))

@@ -244,9 +244,20 @@ func TestDrainWithTwentyRuns(t *testing.T) {
 	}
 	for _, f := range files {
 		tr, err := session.LoadTranscript(f)
-		// The question, the partial answer and the shutdown error.
-		if err != nil || tr.Torn || tr.Skipped > 0 || len(tr.Messages) != 3 || tr.Messages[2].StopReason != "error" {
-			t.Errorf("%s: %d messages torn=%v skipped=%d err=%v", f, len(tr.Messages), tr.Torn, tr.Skipped, err)
+		if err != nil || tr.Torn || tr.Skipped > 0 {
+			t.Errorf("%s: torn=%v skipped=%d err=%v", f, tr.Torn, tr.Skipped, err)
+			continue
+		}
+		// The question, the partial answer when the model's first delta
+		// arrived before the drain (on a loaded machine it may not have),
+		// and the shutdown error.
+		m := tr.Messages
+		ok := (len(m) == 2 || len(m) == 3) && m[0].Role == "user" && m[len(m)-1].StopReason == "error"
+		if ok && len(m) == 3 {
+			ok = m[1].Role == "assistant" && len(m[1].Content) > 0 && strings.HasPrefix(m[1].Content[0].Text, "working")
+		}
+		if !ok {
+			t.Errorf("%s: %d messages %+v; want the question, maybe the partial answer, and the shutdown error", f, len(m), m)
 		}
 	}
 }

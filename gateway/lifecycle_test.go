@@ -112,7 +112,13 @@ func TestEventsAndSeq(t *testing.T) {
 // TestSlowConsumer: a client that stops reading is closed with 1008 once its
 // queue overflows, while another client keeps being served.
 func TestSlowConsumer(t *testing.T) {
-	ts := startServer(t, withOptions(func(o *Options) { o.MaxBufferedBytes = 1 << 20 }))
+	ts := startServer(t, withOptions(func(o *Options) {
+		o.MaxBufferedBytes = 1 << 20
+		// slow reads only after the cut-off, to take the close frame: the
+		// frame write the writer is stuck in must not time out first (and
+		// abort the socket) on a loaded machine.
+		o.WriteWait = patience(t)
+	}))
 	line := strings.Repeat("y", 4000)
 	for i := 0; i < 1000; i++ {
 		_, _ = ts.opts.LogRing.Write([]byte(line + "\n"))

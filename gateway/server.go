@@ -67,6 +67,10 @@ type Options struct {
 	DrainTimeout time.Duration
 	// PongWait is how long a silent peer lives; pings go out at 9/10 of it.
 	PongWait time.Duration
+	// WriteWait bounds one frame write (default DefaultWriteWait): a peer
+	// that cannot take a frame in that long is cut off without a close
+	// frame, since it is not reading one either.
+	WriteWait time.Duration
 	// MaxBufferedBytes bounds each connection's outbound queue.
 	MaxBufferedBytes int
 	// Notifier reports readiness to systemd (no-op when unset).
@@ -123,6 +127,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.DrainTimeout <= 0 {
 		o.DrainTimeout = 20 * time.Second
+	}
+	if o.WriteWait <= 0 {
+		o.WriteWait = DefaultWriteWait
 	}
 	if o.PongWait <= 0 {
 		o.PongWait = 60 * time.Second

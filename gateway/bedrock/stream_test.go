@@ -444,7 +444,10 @@ func TestStream(t *testing.T) {
 		},
 		{
 			name: "a stalled stream is abandoned after IdleTimeout and retried",
-			opts: func(o *bedrock.Options) { o.IdleTimeout = 50 * time.Millisecond },
+			// Long enough that the healthy retry never trips it on a loaded
+			// machine (50 ms did), short enough to keep the test quick: the
+			// hang costs this much once.
+			opts: func(o *bedrock.Options) { o.IdleTimeout = 5 * time.Second },
 			replies: map[string][]bt.Reply{opus: {
 				{bt.Hang()},
 				{bt.Text("awake")},
