@@ -72,14 +72,15 @@ func ParseFrontmatter(data []byte) (Frontmatter, error) {
 	if !utf8.Valid(block) {
 		return Frontmatter{}, errNotUTF8
 	}
-	fm, yerr := parseYAML(block)
-	if yerr == nil {
-		return fm, nil
+	var doc yaml.Node
+	if err := yaml.Unmarshal(block, &doc); err != nil {
+		// Only a syntax error falls back; YAML of the wrong shape stands.
+		if fm, ok := parseLines(block); ok {
+			return fm, nil
+		}
+		return Frontmatter{}, fmt.Errorf("the frontmatter is not valid YAML (%w); quote a value that contains \": \" or starts with a special character", err)
 	}
-	if fm, ok := parseLines(block); ok {
-		return fm, nil
-	}
-	return Frontmatter{}, yerr
+	return fromYAML(&doc)
 }
 
 // isFence: the line is --- (trailing blanks and a CR tolerated).
@@ -87,11 +88,10 @@ func isFence(line []byte) bool {
 	return string(bytes.TrimRight(line, " \t\r")) == "---"
 }
 
-func parseYAML(block []byte) (Frontmatter, error) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(block, &doc); err != nil {
-		return Frontmatter{}, fmt.Errorf("the frontmatter is not valid YAML (%w); quote a value that contains \": \" or starts with a special character", err)
-	}
+// fromYAML reads the keys that matter from the parsed frontmatter. Line
+// numbers in its errors count from the top of SKILL.md (the opening --- is
+// line 1).
+func fromYAML(doc *yaml.Node) (Frontmatter, error) {
 	var fm Frontmatter
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		return fm, nil // empty frontmatter: Validate says what is missing
@@ -112,12 +112,12 @@ func parseYAML(block []byte) (Frontmatter, error) {
 			continue
 		}
 		if seen[k.Value] {
-			return Frontmatter{}, fmt.Errorf("the frontmatter has the key %s twice (lines %d and later): keep one", k.Value, k.Line)
+			return Frontmatter{}, fmt.Errorf("the frontmatter has the key %s twice (line %d and later): keep one", k.Value, k.Line+1)
 		}
 		seen[k.Value] = true
 		switch k.Value {
 		case keyName, keyDescription:
-			s, err := scalarText(k.Value, v)
+			s, err := scalarText(k, v)
 			if err != nil {
 				return Frontmatter{}, err
 			}
@@ -129,7 +129,7 @@ func parseYAML(block []byte) (Frontmatter, error) {
 		case keyDisableModel:
 			var b bool
 			if v.Kind != yaml.ScalarNode || v.Decode(&b) != nil {
-				return Frontmatter{}, fmt.Errorf("%s (line %d) must be true or false", keyDisableModel, v.Line)
+				return Frontmatter{}, fmt.Errorf("%s (line %d) must be true or false", keyDisableModel, k.Line+1)
 			}
 			fm.DisableModelInvocation = b
 		}
@@ -139,12 +139,12 @@ func parseYAML(block []byte) (Frontmatter, error) {
 
 // scalarText is the text of a name or description value. A YAML number or
 // boolean counts as its text (name: 2048 is a fine name); lists and maps do not.
-func scalarText(key string, v *yaml.Node) (string, error) {
+func scalarText(k, v *yaml.Node) (string, error) {
 	if v.Kind == yaml.AliasNode && v.Alias != nil {
 		v = v.Alias
 	}
 	if v.Kind != yaml.ScalarNode {
-		return "", fmt.Errorf("%s (line %d) must be text, not a %s", key, v.Line, kindName(v.Kind))
+		return "", fmt.Errorf("%s (line %d) must be text, not a %s", k.Value, k.Line+1, kindName(v.Kind))
 	}
 	if v.Tag == "!!null" {
 		return "", nil
