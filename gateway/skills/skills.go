@@ -139,13 +139,23 @@ func (c *Catalog) current(ws string) *snapshot {
 	s := c.scan(ws)
 	c.snap = s
 	c.scans++
+	// One line per scan, however many skills are broken; skills.status
+	// has the details.
+	var bad []Skill
 	for _, sk := range s.report.Skills {
 		if len(sk.Problems) > 0 {
-			c.log.Warn("skill not offered to the model", "skill", sk.BaseDir, "problems", strings.Join(sk.Problems, "; "))
+			bad = append(bad, sk)
 		}
 	}
-	for _, p := range s.report.Problems {
-		c.log.Warn("skills", "problem", p)
+	if len(bad) > 0 || len(s.report.Problems) > 0 {
+		attrs := []any{"workspace", ws, "notOffered", len(bad)}
+		if len(bad) > 0 {
+			attrs = append(attrs, "first", bad[0].Problems[0])
+		}
+		if len(s.report.Problems) > 0 {
+			attrs = append(attrs, "directory", strings.Join(s.report.Problems, "; "))
+		}
+		c.log.Warn("skills with problems are not offered to the model; skills.status lists them", attrs...)
 	}
 	return s
 }
@@ -223,8 +233,7 @@ func (c *Catalog) scan(ws string) *snapshot {
 		r.Problems = append(r.Problems, fmt.Sprintf("%s has %d entries; only the first %d (by name) are looked at, so remove skills you do not use", dir, len(names), MaxEntries))
 		names = names[:MaxEntries]
 	}
-	offered := map[string]string{} // name → rel of the skill that has it
-	valid := 0
+	hidden := map[int]bool{} // disable-model-invocation, by index in r.Skills
 	for _, name := range names {
 		base := filepath.Join(dir, name)
 		seen(base)
@@ -242,21 +251,38 @@ func (c *Catalog) scan(ws string) *snapshot {
 			var probs []string
 			sk.Name, sk.Description, probs = Validate(fm, name)
 			sk.Problems = append(sk.Problems, probs...)
-		}
-		if len(sk.Problems) == 0 {
-			if other, dup := offered[sk.Name]; dup {
-				sk.Problems = append(sk.Problems, fmt.Sprintf("the name %q is already used by %s, which is offered; give each skill its own name", sk.Name, other))
-			} else if valid >= MaxSkills {
-				sk.Problems = append(sk.Problems, fmt.Sprintf("the workspace already offers %d skills, the limit; remove skills you do not use", MaxSkills))
-			}
-		}
-		if len(sk.Problems) == 0 {
-			offered[sk.Name] = sk.rel
-			valid++
-			sk.Eligible = true
-			sk.ModelVisible = !fm.DisableModelInvocation
+			hidden[len(r.Skills)] = fm.DisableModelInvocation
 		}
 		r.Skills = append(r.Skills, sk)
+	}
+	// A name belongs to the skill in the directory of that name, else to
+	// the first by directory; the others are refused, so which skill the
+	// model reads never depends on chance.
+	owner := map[string]int{}
+	for i, sk := range r.Skills {
+		if len(sk.Problems) > 0 {
+			continue
+		}
+		if j, ok := owner[sk.Name]; !ok || (filepath.Base(sk.BaseDir) == sk.Name && filepath.Base(r.Skills[j].BaseDir) != sk.Name) {
+			owner[sk.Name] = i
+		}
+	}
+	valid := 0
+	for i := range r.Skills {
+		sk := &r.Skills[i]
+		if len(sk.Problems) > 0 {
+			continue
+		}
+		switch j := owner[sk.Name]; {
+		case j != i:
+			sk.Problems = append(sk.Problems, fmt.Sprintf("the name %q is already used by %s, which is offered; give each skill its own name", sk.Name, r.Skills[j].rel))
+		case valid >= MaxSkills:
+			sk.Problems = append(sk.Problems, fmt.Sprintf("the workspace already offers %d skills, the limit; remove skills you do not use", MaxSkills))
+		default:
+			valid++
+			sk.Eligible = true
+			sk.ModelVisible = !hidden[i]
+		}
 	}
 	sort.SliceStable(r.Skills, func(i, j int) bool { return r.Skills[i].Name < r.Skills[j].Name })
 	s.prompt = renderPrompt(r.Skills)
