@@ -236,10 +236,12 @@ func (c *Catalog) scan(ws string) *snapshot {
 	hidden := map[int]bool{} // disable-model-invocation, by index in r.Skills
 	for _, name := range names {
 		base := filepath.Join(dir, name)
-		seen(base)
 		if fi, err := os.Stat(base); err == nil && !fi.IsDir() {
 			continue // a README or other file beside the skills
 		}
+		// The SKILL.md's own stamp is enough: its appearing, going,
+		// changing or being replaced through a retargeted link all show
+		// there, and entries coming and going show on skills/ itself.
 		file := filepath.Join(base, "SKILL.md")
 		seen(file)
 		sk := Skill{Name: name, Source: SourceWorkspace, FilePath: file, BaseDir: base,

@@ -263,7 +263,7 @@ func BenchmarkPrompt(b *testing.B) {
 	b.Run("cached", func(b *testing.B) {
 		c := New(quiet)
 		if !strings.Contains(c.Prompt(ws), "skill-099") {
-			b.Fatal("the prompt lacks the skills")
+			b.Fatalf("the prompt lacks the skills: %+v\n%s", c.Status(ws).Skills[99], c.Prompt(ws))
 		}
 		b.ResetTimer()
 		for b.Loop() {
