@@ -18,7 +18,7 @@ func writeSkills(t *testing.T, ws string) {
 	files := map[string]string{
 		"skills/release-notes/SKILL.md": "---\nname: release-notes\ndescription: Write release notes from the git log.\n---\n" +
 			"# Release notes\nRun git log --oneline and group the commits. marker-from-skill-body\n",
-		"skills/broken/SKILL.md": "# no frontmatter here\ndescription: marker-from-broken-skill\n",
+		"skills/broken/SKILL.md":   "# no frontmatter here\ndescription: marker-from-broken-skill\n",
 		"../outside/evil/SKILL.md": "---\nname: evil\ndescription: marker-from-outside\n---\n",
 	}
 	for rel, content := range files {
