@@ -60,7 +60,8 @@ func (s *Server) setupAgent(cfg configgen.Config) error {
 		Logger:              s.log.With("component", "agent"),
 		NewID:               newID,
 		// A run that just ended was activity, even with nobody connected.
-		OnRunEnd:     func() { s.idle.Load().Touch() },
+		OnRunEnd: func() { s.idle.Load().Touch() },
+		// Cached by the catalog: a run pays a few stat calls for it.
 		SkillsPrompt: s.skills.Prompt,
 	})
 	return nil
