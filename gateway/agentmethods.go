@@ -29,6 +29,7 @@ func (s *Server) agentMethods() map[string]method {
 		"sessions.delete":  {protocol.ScopeAdmin, s.mSessionsDelete},
 		"models.list":      {protocol.ScopeRead, s.mModelsList},
 		"usage.status":     {protocol.ScopeRead, s.mUsageStatus},
+		"skills.status":    {protocol.ScopeRead, s.mSkillsStatus},
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/skykoi/skykoi/gateway/bedrock"
 	"github.com/skykoi/skykoi/gateway/protocol"
 	"github.com/skykoi/skykoi/gateway/session"
+	"github.com/skykoi/skykoi/gateway/skills"
 	"github.com/skykoi/skykoi/gateway/tools"
 )
 
@@ -41,6 +42,7 @@ func (s *Server) setupAgent(cfg configgen.Config) error {
 	}
 	s.sessions = store
 	s.parts = &agentParts{toolSets: map[string]*tools.Set{}}
+	s.skills = skills.New(s.log.With("component", "skills"))
 	if err := s.rebuildAgentParts(cfg); err != nil {
 		return err
 	}
@@ -59,6 +61,8 @@ func (s *Server) setupAgent(cfg configgen.Config) error {
 		NewID:               newID,
 		// A run that just ended was activity, even with nobody connected.
 		OnRunEnd: func() { s.idle.Load().Touch() },
+		// Cached by the catalog: a run pays a few stat calls for it.
+		SkillsPrompt: s.skills.Prompt,
 	})
 	return nil
 }

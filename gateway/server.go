@@ -26,6 +26,7 @@ import (
 	"github.com/skykoi/skykoi/gateway/idle"
 	"github.com/skykoi/skykoi/gateway/protocol"
 	"github.com/skykoi/skykoi/gateway/session"
+	"github.com/skykoi/skykoi/gateway/skills"
 	"github.com/skykoi/skykoi/internal/sdnotify"
 	"github.com/skykoi/skykoi/internal/version"
 )
@@ -153,6 +154,7 @@ type Server struct {
 	sessions *session.Store
 	runtime  *agent.Runtime
 	parts    *agentParts
+	skills   *skills.Catalog // the workspace's skills, for the prompt and skills.status
 
 	// live is what a reload swaps: the config and everything derived from it.
 	live atomic.Pointer[liveConfig]

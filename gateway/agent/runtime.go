@@ -97,6 +97,10 @@ type Options struct {
 	MaxQueuedPerSession int
 	MaxRuns             int
 	QueueRetryAfter     time.Duration
+	// SkillsPrompt, when set, returns the system prompt's skills section
+	// for a workspace ("" for none). It is called every run, so it must be
+	// cheap (the skills catalog caches).
+	SkillsPrompt func(workspace string) string
 }
 
 // Runtime owns every run.
@@ -414,6 +418,9 @@ func (r *Runtime) systemPrompt(extra string) []bedrock.SystemBlock {
 		}
 		total += len(data)
 		fmt.Fprintf(&b, "\n## %s\n%s\n", name, strings.TrimSpace(string(data)))
+	}
+	if r.opts.SkillsPrompt != nil {
+		b.WriteString(r.opts.SkillsPrompt(ws))
 	}
 	blocks := []bedrock.SystemBlock{{Text: b.String(), Cache: true}}
 	if strings.TrimSpace(extra) != "" {

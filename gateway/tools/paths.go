@@ -239,3 +239,13 @@ func ioErrKind(err error) string {
 	}
 	return "io_error"
 }
+
+// Within reports whether the absolute, clean path p is root or below it. It
+// is exported so other packages that confine workspace files (skills
+// discovery) apply the very rule the file tools do.
+func Within(root, p string) bool { return within(root, p) }
+
+// RealPath resolves the symlinks of the absolute, clean path p as the file
+// tools do before judging it: a dangling link is an error, a missing tail is
+// kept as given.
+func RealPath(p string) (string, error) { return evalExisting(p) }
