@@ -97,6 +97,10 @@ type Options struct {
 	MaxQueuedPerSession int
 	MaxRuns             int
 	QueueRetryAfter     time.Duration
+	// PromptSections, when set, returns text appended to the system prompt
+	// after the workspace files (memory notes; "" adds nothing). It is
+	// called once per run.
+	PromptSections func() string
 }
 
 // Runtime owns every run.
@@ -414,6 +418,9 @@ func (r *Runtime) systemPrompt(extra string) []bedrock.SystemBlock {
 		}
 		total += len(data)
 		fmt.Fprintf(&b, "\n## %s\n%s\n", name, strings.TrimSpace(string(data)))
+	}
+	if r.opts.PromptSections != nil {
+		b.WriteString(r.opts.PromptSections())
 	}
 	blocks := []bedrock.SystemBlock{{Text: b.String(), Cache: true}}
 	if strings.TrimSpace(extra) != "" {
