@@ -24,6 +24,7 @@ import (
 	"github.com/skykoi/skykoi/gateway/agent"
 	"github.com/skykoi/skykoi/gateway/auth"
 	"github.com/skykoi/skykoi/gateway/idle"
+	"github.com/skykoi/skykoi/gateway/memory"
 	"github.com/skykoi/skykoi/gateway/protocol"
 	"github.com/skykoi/skykoi/gateway/session"
 	"github.com/skykoi/skykoi/internal/sdnotify"
@@ -146,6 +147,7 @@ type Server struct {
 	sessions *session.Store
 	runtime  *agent.Runtime
 	parts    *agentParts
+	memory   *memory.Store
 
 	// live is what a reload swaps: the config and everything derived from it.
 	live atomic.Pointer[liveConfig]

@@ -101,6 +101,10 @@ type Options struct {
 	// after the workspace files (memory notes; "" adds nothing). It is
 	// called once per run.
 	PromptSections func() string
+	// MemoryNote, when set, turns on the memory flush before resets (see
+	// FlushMemory) and names the daily note it writes to
+	// ("memory/YYYY-MM-DD.md").
+	MemoryNote func() string
 }
 
 // Runtime owns every run.
@@ -263,6 +267,7 @@ func (r *Runtime) startNextLocked(key string, q *sessionQueue) {
 	q.pending = q.pending[1:]
 	q.running = run
 	go func() {
+		r.flushIfResetDue(run)
 		r.execute(run)
 		r.mu.Lock()
 		r.startNextLocked(key, q)
