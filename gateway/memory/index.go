@@ -54,6 +54,9 @@ type index struct {
 
 	mu sync.Mutex
 	db *sql.DB
+	// known mirrors the files table (loaded on the first sync after open),
+	// so a search that finds nothing changed reads no rows for it.
+	known map[string]fileRow
 }
 
 func (ix *index) close() error {
@@ -63,7 +66,7 @@ func (ix *index) close() error {
 		return nil
 	}
 	err := ix.db.Close()
-	ix.db = nil
+	ix.db, ix.known = nil, nil
 	return err
 }
 
@@ -152,7 +155,7 @@ func (ix *index) rebuild(why error) error {
 	ix.store.log.Warn("memory: rebuilding the index from the files", "path", ix.path, "reason", why)
 	if ix.db != nil {
 		_ = ix.db.Close()
-		ix.db = nil
+		ix.db, ix.known = nil, nil
 	}
 	for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
 		if err := os.Remove(ix.path + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -264,24 +267,12 @@ func bm25Score(rank float64) float64 {
 // sync updates the index from the workspace's memory files and the session
 // transcripts; ix.mu is held.
 func (ix *index) sync(ctx context.Context) error {
-	known := map[string]fileRow{}
-	rows, err := ix.db.QueryContext(ctx, `SELECT path, source, size, mtime, lines FROM files`)
-	if err != nil {
-		return fmt.Errorf("reading the index's file list: %w", err)
-	}
-	for rows.Next() {
-		var r fileRow
-		if err := rows.Scan(&r.path, &r.source, &r.size, &r.mtime, &r.lines); err != nil {
-			rows.Close()
-			return fmt.Errorf("reading the index's file list: %w", err)
+	if ix.known == nil {
+		if err := ix.loadKnown(ctx); err != nil {
+			return err
 		}
-		known[r.path] = r
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("reading the index's file list: %w", err)
-	}
-
+	known := ix.known
 	ws := ix.store.opts.Workspace()
 	seen := map[string]bool{}
 	for _, rel := range memoryFiles(ws) {
@@ -342,6 +333,27 @@ func (ix *index) sync(ctx context.Context) error {
 	return nil
 }
 
+func (ix *index) loadKnown(ctx context.Context) error {
+	known := map[string]fileRow{}
+	rows, err := ix.db.QueryContext(ctx, `SELECT path, source, size, mtime, lines FROM files`)
+	if err != nil {
+		return fmt.Errorf("reading the index's file list: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r fileRow
+		if err := rows.Scan(&r.path, &r.source, &r.size, &r.mtime, &r.lines); err != nil {
+			return fmt.Errorf("reading the index's file list: %w", err)
+		}
+		known[r.path] = r
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading the index's file list: %w", err)
+	}
+	ix.known = known
+	return nil
+}
+
 type fileRow struct {
 	path, source string
 	size, mtime  int64
@@ -370,7 +382,11 @@ func (ix *index) replace(ctx context.Context, row fileRow, chunks []chunk, whole
 		if _, err := tx.ExecContext(ctx, `DELETE FROM files WHERE path = ?`, row.path); err != nil {
 			return fmt.Errorf("removing %s from the index: %w", row.path, err)
 		}
-		return tx.Commit()
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("removing %s from the index: %w", row.path, err)
+		}
+		delete(ix.known, row.path)
+		return nil
 	}
 	ins, err := tx.PrepareContext(ctx, `INSERT INTO chunks (text, path, source, start_line, end_line) VALUES (?, ?, ?, ?, ?)`)
 	if err != nil {
@@ -390,6 +406,7 @@ func (ix *index) replace(ctx context.Context, row fileRow, chunks []chunk, whole
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("updating the index for %s: %w", row.path, err)
 	}
+	ix.known[row.path] = row
 	return nil
 }
 
