@@ -82,7 +82,7 @@ const DefaultModel = Provider + "/us.anthropic.claude-opus-4-6-v1"
 
 // ToolNames lists the tools the gateway can offer a model, for tools.allow and
 // tools.deny.
-var toolNames = []string{"exec", "process", "read", "write", "edit"}
+var toolNames = []string{"exec", "process", "read", "write", "edit", "memory_search", "memory_get"}
 
 // ToolNames returns the tools the gateway can offer, in a fixed order.
 func ToolNames() []string { return append([]string(nil), toolNames...) }

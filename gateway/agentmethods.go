@@ -340,6 +340,11 @@ func (s *Server) resetSession(key string) (session.Entry, []string, error) {
 			s.log.Warn("reset: an aborted run has not ended; starting the new session anyway", "key", key, "run", id)
 		}
 	}
+	// The conversation is about to leave the model's view: let the agent
+	// keep what matters first (silent, bounded by agent.FlushTimeout).
+	if err := s.runtime.FlushMemory(context.Background(), key); err != nil {
+		s.log.Warn("reset: the memory flush failed; resetting anyway", "key", key, "err", err)
+	}
 	entry, err := s.sessions.Reset(key)
 	if err != nil {
 		return entry, aborted, err

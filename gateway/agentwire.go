@@ -12,6 +12,7 @@ import (
 	"github.com/skykoi/skykoi/configgen"
 	"github.com/skykoi/skykoi/gateway/agent"
 	"github.com/skykoi/skykoi/gateway/bedrock"
+	"github.com/skykoi/skykoi/gateway/memory"
 	"github.com/skykoi/skykoi/gateway/protocol"
 	"github.com/skykoi/skykoi/gateway/session"
 	"github.com/skykoi/skykoi/gateway/skills"
@@ -41,6 +42,14 @@ func (s *Server) setupAgent(cfg configgen.Config) error {
 		return fmt.Errorf("opening the session store: %w", err)
 	}
 	s.sessions = store
+	// Memory files live in the workspace; their index in the state
+	// directory, beside the transcripts it also covers.
+	s.memory = memory.New(memory.Options{
+		Workspace: func() string { return s.workspace(s.cfg()) },
+		StateDir:  s.opts.StateDir,
+		Now:       s.opts.Now,
+		Logger:    s.log.With("component", "memory"),
+	})
 	s.parts = &agentParts{toolSets: map[string]*tools.Set{}}
 	s.skills = skills.New(s.log.With("component", "skills"))
 	if err := s.rebuildAgentParts(cfg); err != nil {
@@ -61,8 +70,10 @@ func (s *Server) setupAgent(cfg configgen.Config) error {
 		NewID:               newID,
 		// A run that just ended was activity, even with nobody connected.
 		OnRunEnd: func() { s.idle.Load().Touch() },
-		// Cached by the catalog: a run pays a few stat calls for it.
-		SkillsPrompt: s.skills.Prompt,
+		// Memory notes, then the skills list; both are bounded, and the
+		// skills catalog caches, so a run pays a few reads and stat calls.
+		PromptSections: func(ws string) string { return s.memory.PromptSection() + s.skills.Prompt(ws) },
+		MemoryNote:     s.memory.Today,
 	})
 	return nil
 }
@@ -129,7 +140,7 @@ func (s *Server) toolSet(security string) (*tools.Set, error) {
 	// tools.exec.security or pair a device of its choosing.
 	set, err := tools.New(tools.Options{Workspace: s.workspace(cfg), Exec: ex, Allow: cfg.Tools.Allow,
 		Deny: cfg.Tools.Deny, ConfigPath: s.opts.ConfigPath, StateDir: s.opts.StateDir,
-		Logger: s.log.With("component", "tools")})
+		Logger: s.log.With("component", "tools"), Memory: s.memory})
 	if err != nil {
 		return nil, fmt.Errorf("setting up tools: %w", err)
 	}
@@ -146,6 +157,11 @@ func (s *Server) closeAgentParts() {
 		}
 		s.parts.toolSets = map[string]*tools.Set{}
 		s.parts.mu.Unlock()
+	}
+	if s.memory != nil {
+		if err := s.memory.Close(); err != nil {
+			s.log.Error("closing the memory index", "err", err)
+		}
 	}
 	if s.sessions != nil {
 		if err := s.sessions.Close(); err != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/skykoi/skykoi/gateway/agent"
 	"github.com/skykoi/skykoi/gateway/auth"
 	"github.com/skykoi/skykoi/gateway/idle"
+	"github.com/skykoi/skykoi/gateway/memory"
 	"github.com/skykoi/skykoi/gateway/protocol"
 	"github.com/skykoi/skykoi/gateway/session"
 	"github.com/skykoi/skykoi/gateway/skills"
@@ -155,6 +156,7 @@ type Server struct {
 	runtime  *agent.Runtime
 	parts    *agentParts
 	skills   *skills.Catalog // the workspace's skills, for the prompt and skills.status
+	memory   *memory.Store
 
 	// live is what a reload swaps: the config and everything derived from it.
 	live atomic.Pointer[liveConfig]

@@ -97,10 +97,14 @@ type Options struct {
 	MaxQueuedPerSession int
 	MaxRuns             int
 	QueueRetryAfter     time.Duration
-	// SkillsPrompt, when set, returns the system prompt's skills section
-	// for a workspace ("" for none). It is called every run, so it must be
-	// cheap (the skills catalog caches).
-	SkillsPrompt func(workspace string) string
+	// PromptSections, when set, returns text appended to the system prompt
+	// after the workspace files (memory notes, the skills list; "" adds
+	// nothing). It is called once per run, so it must be cheap.
+	PromptSections func(workspace string) string
+	// MemoryNote, when set, turns on the memory flush before resets (see
+	// FlushMemory) and names the daily note it writes to
+	// ("memory/YYYY-MM-DD.md").
+	MemoryNote func() string
 }
 
 // Runtime owns every run.
@@ -263,6 +267,7 @@ func (r *Runtime) startNextLocked(key string, q *sessionQueue) {
 	q.pending = q.pending[1:]
 	q.running = run
 	go func() {
+		r.flushIfResetDue(run)
 		r.execute(run)
 		r.mu.Lock()
 		r.startNextLocked(key, q)
@@ -419,8 +424,8 @@ func (r *Runtime) systemPrompt(extra string) []bedrock.SystemBlock {
 		total += len(data)
 		fmt.Fprintf(&b, "\n## %s\n%s\n", name, strings.TrimSpace(string(data)))
 	}
-	if r.opts.SkillsPrompt != nil {
-		b.WriteString(r.opts.SkillsPrompt(ws))
+	if r.opts.PromptSections != nil {
+		b.WriteString(r.opts.PromptSections(ws))
 	}
 	blocks := []bedrock.SystemBlock{{Text: b.String(), Cache: true}}
 	if strings.TrimSpace(extra) != "" {

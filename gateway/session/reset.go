@@ -93,3 +93,22 @@ func boundaryOn(y int, m time.Month, d, atHour int, loc *time.Location) time.Tim
 	}
 	return b
 }
+
+// ResetDue reports why key's session would start over if a message arrived
+// now ("daily" or "idle"), or "" when it would not (or does not exist). It
+// lets the agent flush memory before Resolve resets.
+func (s *Store) ResetDue(key string) string {
+	k, err := NormalizeKey(key)
+	if err != nil {
+		return ""
+	}
+	st := s.locked(k)
+	if st == nil {
+		return ""
+	}
+	updated := st.entry.UpdatedAt
+	st.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.policy.due(updated, s.now(), s.loc)
+}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/skykoi/skykoi/configgen"
+	"github.com/skykoi/skykoi/gateway/memory"
 )
 
 // buildSpecs writes the tool descriptions once, from the effective settings,
@@ -74,10 +75,32 @@ func (s *Set) buildSpecs() []Spec {
 				"replaceAll": prop("boolean", "Replace every occurrence instead of requiring exactly one."),
 			}, "path", "oldText", "newText")},
 	}
+	all["memory_search"] = struct {
+		desc   string
+		schema map[string]any
+	}{"Search your memory (MEMORY.md, memory/*.md) and past conversations by keywords. Returns JSON {results:[{path, startLine, endLine, score, snippet, source}]}, best first; " +
+		"source is \"memory\" for files (read more with memory_get) or \"sessions\" for past transcripts.",
+		object(map[string]any{
+			"query":      prop("string", "Keywords to look for; any of them may match, rarer ones weigh more."),
+			"maxResults": map[string]any{"type": "integer", "minimum": 1, "maximum": memory.MaxResultsCap, "description": fmt.Sprintf("How many results at most (default %d).", memory.DefaultMaxResults)},
+			"minScore":   map[string]any{"type": "number", "minimum": 0, "maximum": 1, "description": "Leave out results scoring below this (0 to 1; default 0)."},
+		}, "query")}
+	all["memory_get"] = struct {
+		desc   string
+		schema map[string]any
+	}{fmt.Sprintf("Read lines of a memory file: MEMORY.md or memory/*.md in the workspace (nothing else). Returns JSON {path, from, lines, totalLines, text, nextFrom}; at most %d characters per call.", memory.GetMaxChars),
+		object(map[string]any{
+			"path":  prop("string", "MEMORY.md or memory/<file>.md, relative to the workspace."),
+			"from":  map[string]any{"type": "integer", "minimum": 1, "description": "First line, counting from 1 (default 1)."},
+			"lines": map[string]any{"type": "integer", "minimum": 1, "description": fmt.Sprintf("How many lines (default %d).", memory.DefaultGetLines)},
+		}, "path")}
 	var specs []Spec
 	for _, name := range configgen.ToolNames() {
 		d, ok := all[name]
 		if !ok || !s.enabled[name] {
+			continue
+		}
+		if (name == "memory_search" || name == "memory_get") && s.memory == nil {
 			continue
 		}
 		if (name == "exec" || name == "process") && s.security == SecurityDeny {

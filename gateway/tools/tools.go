@@ -86,6 +86,8 @@ type Options struct {
 	// Now gives timestamps for reports; durations and timeouts use the
 	// monotonic clock regardless.
 	Now func() time.Time
+	// Memory backs memory_search and memory_get; nil leaves them out.
+	Memory Memory
 }
 
 // Spec describes one tool to the model.
@@ -122,6 +124,7 @@ type Set struct {
 	protect   protectedPaths // refused in every mode
 	log       *slog.Logger
 	now       func() time.Time
+	memory    Memory
 	specs     []Spec
 
 	mu      sync.Mutex
@@ -160,6 +163,7 @@ func New(opts Options) (*Set, error) {
 		maxWrite: opts.MaxWriteBytes,
 		log:      opts.Logger,
 		now:      opts.Now,
+		memory:   opts.Memory,
 		closing:  make(chan struct{}),
 		live:     make(map[*proc]struct{}),
 		bg:       make(map[string]*proc),
@@ -291,6 +295,9 @@ func (s *Set) Run(ctx context.Context, name string, input json.RawMessage) (res 
 	if (name == "exec" || name == "process") && s.security == SecurityDeny {
 		return failure("exec_disabled", "%s is disabled: tools.exec.security is \"deny\"", name)
 	}
+	if (name == "memory_search" || name == "memory_get") && s.memory == nil {
+		return failure("memory_disabled", "%s is unavailable: this gateway has no memory index", name)
+	}
 	if s.isClosed() {
 		return failure("closed", "tool %q is unavailable: the gateway is shutting down", name)
 	}
@@ -308,6 +315,10 @@ func (s *Set) Run(ctx context.Context, name string, input json.RawMessage) (res 
 		return s.writeTool(input)
 	case "edit":
 		return s.editTool(input)
+	case "memory_search":
+		return s.memorySearchTool(ctx, input)
+	case "memory_get":
+		return s.memoryGetTool(input)
 	}
 	return failure("unknown_tool", "unknown tool %q", name)
 }
