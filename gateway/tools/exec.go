@@ -58,8 +58,9 @@ type proc struct {
 	// waitDone closes when the shell has exited and been reaped.
 	waitDone chan struct{}
 	// outDone closes when every writer of the output pipe is gone.
-	outDone  chan struct{}
-	stopOnce sync.Once
+	outDone   chan struct{}
+	stopOnce  sync.Once
+	drainOnce sync.Once
 
 	mu       sync.Mutex
 	exited   bool
@@ -199,6 +200,26 @@ func (p *proc) status() procStatus {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return procStatus{p.exited, p.exitCode, p.signal, p.reason, p.waitErr, p.ended}
+}
+
+// settled is status, but once the shell has exited it first lets the output
+// pipe drain: the shell is reaped before the reader has taken the pipe's
+// last bytes, so a poll or read right then would report "exited" with
+// output missing (seen on a loaded machine). A leftover child that holds
+// the pipe delays this by outputGrace, once.
+func (p *proc) settled() procStatus {
+	st := p.status()
+	if st.exited {
+		p.drainOnce.Do(func() {
+			t := time.NewTimer(outputGrace)
+			defer t.Stop()
+			select {
+			case <-p.outDone:
+			case <-t.C:
+			}
+		})
+	}
+	return st
 }
 
 // describeEnd says how a finished command ended, in one bracketed line, e.g.
@@ -519,7 +540,7 @@ func (s *Set) processTool(input json.RawMessage) Result {
 }
 
 func (s *Set) pollResult(p *proc) Result {
-	st := p.status()
+	st := p.settled()
 	details := map[string]any{"handle": p.handle, "pid": p.pid, "outputBytes": p.out.size()}
 	var text string
 	if st.exited {
@@ -537,7 +558,8 @@ func (s *Set) pollResult(p *proc) Result {
 }
 
 func (s *Set) readBackground(p *proc, offset int64) Result {
-	running := !p.status().exited
+	st := p.settled()
+	running := !st.exited
 	data, start, next := p.out.readFrom(offset, s.maxOut)
 	total := p.out.size()
 	skipped := max(start-offset, 0)
@@ -555,7 +577,7 @@ func (s *Set) readBackground(p *proc, offset int64) Result {
 	}
 	state := "still running"
 	if !running {
-		state = "exited: " + strings.Trim(p.status().describeEnd(p.timeout), "[]")
+		state = "exited: " + strings.Trim(st.describeEnd(p.timeout), "[]")
 	}
 	fmt.Fprintf(&b, "[output bytes %d to %d of %d; %s", start, next, total, state)
 	if next < total || running {
