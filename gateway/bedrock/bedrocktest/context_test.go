@@ -33,8 +33,8 @@ func TestContextLimit(t *testing.T) {
 	schema := `{"type":"object"}`
 	req := func(text, result string) bedrock.Request {
 		r := bedrock.Request{Models: []string{"amazon-bedrock/m"},
-			System: []bedrock.SystemBlock{{Text: system}},
-			Tools:  []bedrock.ToolSpec{{Name: tool, Description: desc, InputSchema: []byte(schema)}},
+			System:   []bedrock.SystemBlock{{Text: system}},
+			Tools:    []bedrock.ToolSpec{{Name: tool, Description: desc, InputSchema: []byte(schema)}},
 			Messages: []bedrock.Message{{Role: bedrock.RoleUser, Content: []bedrock.Block{{Type: bedrock.BlockText, Text: text}}}}}
 		if result != "" {
 			r.Messages = append(r.Messages,
