@@ -196,15 +196,24 @@ func TestFortyTurnsWithinTheWindow(t *testing.T) {
 	}
 }
 
-// A long session whose tool calls print 20 kB each keeps working at every
-// turn: the huge results are cut in what is sent (never in the transcript)
-// and compactions keep the context inside the fake's window.
+// The issue's scenario: a 300-turn session whose tool calls return 20 kB
+// each keeps working at every turn: the huge results are cut in what is
+// sent (never in the transcript) and compactions keep the context inside
+// the fake's window. The tool is read (no process to start), so 300 turns
+// stay quick.
 func TestLongSessionLargeToolOutputs(t *testing.T) {
-	turns := 60
-	const limit = 30000
+	const turns, limit, lineLen, lines = 300, 30000, 100, 200
 	ts, fake := agentServer(t, withConfig("agents.defaults.contextTokens", limit))
 	fake.SetContextLimit(limit)
 	fake.KeepRequests(50)
+	ws := filepath.Join(ts.dir, "koi")
+	if err := os.MkdirAll(ws, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	line := strings.Repeat("x", lineLen-1) + "\n"
+	if err := os.WriteFile(filepath.Join(ws, "big.txt"), []byte(strings.Repeat(line, lines)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	var maxResult atomic.Int64
 	contextFake(fake, func(r bedrocktest.Request) bedrocktest.Reply {
 		for _, m := range r.Messages {
@@ -219,30 +228,38 @@ func TestLongSessionLargeToolOutputs(t *testing.T) {
 			}
 		}
 		if lastUserText(r) == "" { // tool results came back
-			return bedrocktest.Reply{bedrocktest.Text("printed it")}
+			return bedrocktest.Reply{bedrocktest.Text("read it")}
 		}
-		return bedrocktest.Reply{bedrocktest.ToolUse("tu", "exec", `{"command":"head -c 20000 /dev/zero | tr '\\0' x"}`)}
+		return bedrocktest.Reply{bedrocktest.ToolUse("tu", "read", `{"path":"big.txt"}`)}
 	})
 	c, _ := dialConnected(t, ts)
 	for i := range turns {
 		key := fmt.Sprintf("l%d", i)
-		c.call("chat.send", map[string]any{"sessionKey": "main", "message": fmt.Sprintf("turn %d: print 20 kB", i), "idempotencyKey": key})
-		if _, ch := collectRun(t, c, key); ch[len(ch)-1].State != "final" || !strings.Contains(fmt.Sprint(ch[len(ch)-1].Message), "printed it") {
+		c.call("chat.send", map[string]any{"sessionKey": "main", "message": fmt.Sprintf("turn %d: read big.txt", i), "idempotencyKey": key})
+		if _, ch := collectRun(t, c, key); ch[len(ch)-1].State != "final" || !strings.Contains(fmt.Sprint(ch[len(ch)-1].Message), "read it") {
 			t.Fatalf("turn %d: %+v", i, ch[len(ch)-1])
 		}
 	}
 	if n := fake.TooLong(); n > 3 {
 		t.Errorf("%d requests refused as too long", n)
 	}
-	if m := maxResult.Load(); m == 0 || m >= 20000 {
-		t.Errorf("largest tool result sent: %d bytes; want it trimmed below the 20000 printed", m)
+	if m := maxResult.Load(); m == 0 || m >= lineLen*lines {
+		t.Errorf("largest tool result sent: %d bytes; want it trimmed below the file's %d", m, lineLen*lines)
 	}
-	data, err := os.ReadFile(transcriptPath(t, ts, c))
+	tr, err := session.LoadTranscript(transcriptPath(t, ts, c))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := strings.Count(string(data), strings.Repeat("x", 20000)); n != turns {
-		t.Errorf("the transcript holds %d whole tool outputs, want %d", n, turns)
+	whole := 0
+	for _, m := range tr.Messages {
+		for _, c := range m.Content {
+			if c.Type == "toolResult" && strings.Count(c.Result, line) == lines {
+				whole++
+			}
+		}
+	}
+	if whole != turns || len(tr.Messages) != 4*turns {
+		t.Errorf("the transcript holds %d whole tool outputs and %d messages, want %d and %d", whole, len(tr.Messages), turns, 4*turns)
 	}
 }
 

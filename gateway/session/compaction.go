@@ -111,7 +111,7 @@ func (s *Store) readContext(st *sessionState) (Context, error) {
 // reports whether h still describes it: the tail's first line is the one h
 // names, and the last compaction in the tail keeps exactly from there.
 func (s *Store) readTail(st *sessionState, h keptHint) (Transcript, bool, error) {
-	data, err := s.readFrom(st, h.Off)
+	data, err := s.readFrom(st.entry.SessionID, h.Off, st.size)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Transcript{}, false, nil
 	}
@@ -129,14 +129,14 @@ func (s *Store) readTail(st *sessionState, h keptHint) (Transcript, bool, error)
 	return t, t.KeptFrom == 0 && len(t.IDs) > 0 && t.IDs[0] == c.FirstKeptID, nil
 }
 
-// readFrom reads st's transcript from off to its acknowledged end.
-func (s *Store) readFrom(st *sessionState, off int64) ([]byte, error) {
-	f, err := os.Open(s.transcriptPath(st.entry.SessionID))
+// readFrom reads sid's transcript from off to end.
+func (s *Store) readFrom(sid string, off, end int64) ([]byte, error) {
+	f, err := os.Open(s.transcriptPath(sid))
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	buf := make([]byte, max(st.size-off, 0))
+	buf := make([]byte, max(end-off, 0))
 	n, err := f.ReadAt(buf, off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
@@ -232,10 +232,7 @@ func (s *Store) findLine(st *sessionState, end int64, id string) keptHint {
 	if st.hint.ID == "" || base < 0 || base >= end {
 		base = 0
 	}
-	saved := st.size
-	st.size = end
-	data, err := s.readFrom(st, base)
-	st.size = saved
+	data, err := s.readFrom(st.entry.SessionID, base, end)
 	if err != nil {
 		return keptHint{}
 	}
