@@ -320,3 +320,73 @@ func TestCompactOnDemand(t *testing.T) {
 		t.Errorf("sessions.compact of an unknown key: %+v", f)
 	}
 }
+
+// The compaction entry is the context after a restart; one cut short by
+// kill -9 is dropped alone, and the next turn sends the turns it would have
+// summarised, with nothing lost from the transcript.
+func TestCompactionSurvivesRestart(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		tear        bool
+		wantSummary bool
+	}{
+		{"clean restart", false, true},
+		{"torn compaction line", true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			state := t.TempDir()
+			opts := []serverOpt{withConfig("agents.defaults.contextTokens", 20000), withOptions(func(o *Options) { o.StateDir = state })}
+			ts, fake := agentServer(t, opts...)
+			contextFake(fake, func(bedrocktest.Request) bedrocktest.Reply { return bedrocktest.Reply{bedrocktest.Text("ok")} })
+			c := adminClient(t, ts)
+			big := strings.Repeat("word ", 2000)
+			turn := func(c *wsClient, i int) {
+				key := fmt.Sprintf("t%d", i)
+				c.call("chat.send", map[string]any{"sessionKey": "main", "message": fmt.Sprintf("turn %d %s", i, big), "idempotencyKey": key})
+				if _, ch := collectRun(t, c, key); ch[len(ch)-1].State != "final" {
+					t.Fatalf("turn %d: %+v", i, ch[len(ch)-1])
+				}
+			}
+			for i := range 3 {
+				turn(c, i)
+			}
+			if r := c.call("sessions.compact", map[string]any{"key": "main"}); !strings.Contains(string(r.Payload), `"compacted":true`) {
+				t.Fatalf("sessions.compact: %s %+v", r.Payload, r.Error)
+			}
+			path := transcriptPath(t, ts, c)
+			if err := ts.stop(t); err != nil {
+				t.Fatal(err)
+			}
+			if tc.tear {
+				data, err := os.ReadFile(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				lastLine := strings.LastIndex(strings.TrimSuffix(string(data), "\n"), "\n") + 1
+				if !strings.Contains(string(data[lastLine:]), `"type":"compaction"`) {
+					t.Fatalf("the last line is not the compaction: %.80s", data[lastLine:])
+				}
+				if err := os.WriteFile(path, data[:lastLine+(len(data)-lastLine)/2], 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ts2 := startServer(t, append([]serverOpt{
+				withConfig("models.providers.amazon-bedrock.endpoint", fake.URL()),
+				withConfig("models.providers.amazon-bedrock.region", "us-east-1"),
+			}, opts...)...)
+			c2, _ := dialConnected(t, ts2)
+			turn(c2, 3)
+			reqs := fake.Requests()
+			last := reqs[len(reqs)-1]
+			if got := strings.Contains(firstText(last), "SUMMARY-1"); got != tc.wantSummary {
+				t.Errorf("the turn after the restart starts with the summary: %v, want %v", got, tc.wantSummary)
+			}
+			if got := strings.Contains(string(last.Body), "turn 0 "); got == tc.wantSummary {
+				t.Errorf("the summarised turn is sent: %v, want %v", got, !tc.wantSummary)
+			}
+			if h := historyLines(t, c2); len(h) != 8 {
+				t.Errorf("history has %d messages, want all 8", len(h))
+			}
+		})
+	}
+}
