@@ -605,7 +605,10 @@ func (l *loop) end(status, summary, code string) {
 			data["compactions"] = l.compactions
 		}
 		l.em.agent("lifecycle", data)
-		l.recordError(summary)
+		if !l.run.params.Compact {
+			// A failed /compact left no question to pair an error with.
+			l.recordError(summary)
+		}
 		l.em.chat("error", map[string]any{"errorMessage": summary, "message": l.message(full), "usage": usage})
 	}
 	l.rt.finish(l.run, res)
