@@ -87,6 +87,7 @@ type AgentDefaults struct {
 	Workspace      string `json:"workspace"`
 	Model          Model  `json:"model"`
 	MaxTokens      int    `json:"maxTokens"`
+	ContextTokens  int    `json:"contextTokens"`
 	TimeoutSeconds int    `json:"timeoutSeconds"`
 	Thinking       string `json:"thinking"`
 }

@@ -130,6 +130,7 @@ var root = &node{kind: kindObject, fields: []*node{
 				{key: "fallbacks", kind: kindStrings, format: fmtModelRef, def: []any{}, doc: "tried in order when the primary fails"},
 			}},
 			&node{key: "maxTokens", kind: kindInt, min: i64(1), max: i64(200000), def: int64(8192), doc: "per model response"},
+			&node{key: "contextTokens", kind: kindInt, min: i64(0), max: i64(2000000), def: int64(0), doc: "the context window the agent keeps a session within, in tokens; `0` = the model's own (200000 for Claude on Bedrock); near 80% of it older turns are compacted into a summary"},
 			&node{key: "timeoutSeconds", kind: kindInt, min: i64(1), max: i64(86400), def: int64(600), doc: "per run"},
 			&node{key: "thinking", kind: kindEnum, enum: []string{"off", "low", "medium", "high"}, def: "off", doc: "extended thinking budget"},
 		),

@@ -95,7 +95,9 @@ func specKeys(t *testing.T, path string) []string {
 // was written, each with that issue: the issue is the newer word, and the
 // spec's table is not ours to edit. Anything else the schema has and the
 // spec lacks is drift, and fails below.
-var beyondSpec = map[string]string{}
+var beyondSpec = map[string]string{
+	"agents.defaults.contextTokens": "issue 13",
+}
 
 func TestRowsMatchSpec(t *testing.T) {
 	spec := specKeys(t, findSpec(t))

@@ -140,6 +140,9 @@ func BenchmarkAgentColdStart(b *testing.B) {
 func agentBenchServer(b *testing.B) (*testServer, *bedrocktest.Server) {
 	fake := bedrocktest.NewServer()
 	b.Cleanup(fake.Close)
+	// Every request of a long session is a context's worth of bytes; a fake
+	// that kept them all would measure its own memory, not the gateway's.
+	fake.KeepRequests(1)
 	ts := quietServer(b,
 		withConfig("models.providers.amazon-bedrock.endpoint", fake.URL()),
 		withConfig("models.providers.amazon-bedrock.region", "us-east-1"),

@@ -144,46 +144,6 @@ func TestAgentFaults(t *testing.T) {
 	}
 }
 
-// TestContextOverflowTrims: when the conversation outgrows the context
-// window the oldest turns go, the latest user turn stays, and the events
-// say so.
-func TestContextOverflowTrims(t *testing.T) {
-	ts, fake := agentServer(t)
-	c, _ := dialConnected(t, ts)
-	for i, q := range []string{"one", "two", "three"} {
-		fake.Enqueue("*", bedrocktest.Reply{bedrocktest.Text("answer " + q)})
-		key := "t" + string(rune('0'+i))
-		c.call("chat.send", map[string]any{"sessionKey": "main", "message": q, "idempotencyKey": key})
-		collectRun(t, c, key)
-	}
-	fake.Enqueue("*", bedrocktest.Reply{bedrocktest.HTTPError(400, "ValidationException", "Input is too long for requested model.")})
-	fake.Enqueue("*", bedrocktest.Reply{bedrocktest.Text("fits now")})
-	c.call("chat.send", map[string]any{"sessionKey": "main", "message": "four", "idempotencyKey": "t9"})
-	ag, ch := collectRun(t, c, "t9")
-	if ch[len(ch)-1].State != "final" {
-		t.Fatalf("ended %+v", ch[len(ch)-1])
-	}
-	trimmed := 0
-	for _, e := range ag {
-		if e.Stream == "lifecycle" && e.Data["phase"] == "trim" {
-			trimmed = int(e.Data["droppedMessages"].(float64))
-		}
-	}
-	reqs := fake.Requests()
-	retry := reqs[len(reqs)-1]
-	if trimmed == 0 || len(retry.Messages) != 7-trimmed {
-		t.Fatalf("trimmed %d; retry carried %d messages", trimmed, len(retry.Messages))
-	}
-	lastMsg := retry.Messages[len(retry.Messages)-1]
-	if lastMsg.Role != "user" || *lastMsg.Content[0].Text != "four" || retry.Messages[0].Role != "user" || len(retry.System) == 0 {
-		t.Errorf("retry lost the latest turn, the system prompt, or starts with the assistant")
-	}
-	// The transcript itself is untouched by trimming.
-	if h := historyLines(t, c); len(h) != 8 {
-		t.Errorf("history has %d messages, want all 8", len(h))
-	}
-}
-
 // TestRunOutlivesItsClient: the client that started a run vanishes without a
 // close frame; the run completes and a new connection reads the outcome.
 func TestRunOutlivesItsClient(t *testing.T) {

@@ -27,6 +27,7 @@ func (s *Server) agentMethods() map[string]method {
 		"sessions.patch":   {protocol.ScopeAdmin, s.mSessionsPatch},
 		"sessions.reset":   {protocol.ScopeAdmin, s.mSessionsReset},
 		"sessions.delete":  {protocol.ScopeAdmin, s.mSessionsDelete},
+		"sessions.compact": {protocol.ScopeAdmin, s.mSessionsCompact},
 		"models.list":      {protocol.ScopeRead, s.mModelsList},
 		"usage.status":     {protocol.ScopeRead, s.mUsageStatus},
 		"skills.status":    {protocol.ScopeRead, s.mSkillsStatus},
@@ -188,7 +189,7 @@ func (s *Server) mAgent(cl *call) (any, *protocol.Error) {
 			"result": map[string]any{
 				"payloads": []map[string]any{{"text": res.Text}},
 				"meta": map[string]any{"durationMs": run.EndedAt() - run.StartedAt(), "aborted": res.Aborted,
-					"stopReason": res.StopReason, "trimmedMessages": res.Trimmed,
+					"stopReason": res.StopReason, "compactions": res.Compactions,
 					"agentMeta": map[string]any{"sessionId": res.SessionID, "provider": provider, "model": model, "usage": res.Usage}},
 			}})
 	default:
@@ -291,6 +292,16 @@ func (s *Server) mChatSend(cl *call) (any, *protocol.Error) {
 			return nil, sessionError(err)
 		}
 		return map[string]any{"runId": p.IdempotencyKey, "status": "ok", "command": "reset", "sessionId": entry.SessionID, "abortedRunIds": aborted}, nil
+	case "/compact":
+		// A run of its own, queued behind the session's runs, so it never
+		// summarises a turn still being written; its events are a normal
+		// run's, with the compaction stream between start and end.
+		run, _, err := s.runtime.Submit(agent.SubmitParams{SessionKey: key, Message: *p.Message,
+			IdempotencyKey: p.IdempotencyKey, Compact: true})
+		if err != nil {
+			return nil, submitError(err)
+		}
+		return map[string]any{"runId": run.ID, "status": "started", "command": "compact"}, nil
 	case "/stop":
 		ids := s.runtime.Abort(key, "")
 		return map[string]any{"runId": p.IdempotencyKey, "status": "ok", "command": "stop", "aborted": len(ids) > 0, "runIds": ids}, nil
@@ -572,6 +583,34 @@ func (s *Server) mSessionsReset(cl *call) (any, *protocol.Error) {
 		return nil, sessionError(err)
 	}
 	return map[string]any{"ok": true, "key": key, "entry": entry}, nil
+}
+
+// mSessionsCompact summarises a session's older turns now and answers when
+// that is done: {ok, key, compacted, result{tokensBefore, tokensAfter}}.
+func (s *Server) mSessionsCompact(cl *call) (any, *protocol.Error) {
+	key, perr := requiredKey(cl)
+	if perr != nil {
+		return nil, perr
+	}
+	if _, ok := s.sessions.Get(key); !ok {
+		return nil, protocol.Errorf(protocol.CodeNotFound, "no session "+key+" (sessions.list shows the keys)")
+	}
+	run, _, err := s.runtime.Submit(agent.SubmitParams{SessionKey: key, Compact: true})
+	if err != nil {
+		return nil, submitError(err)
+	}
+	<-run.Done() // bounded by the run's timeout, like any run
+	res := run.Result()
+	if res.Status != agent.StatusOK {
+		return nil, &protocol.Error{Code: protocol.CodeUnavailable, Message: "compacting " + key + ": " + res.Error, Retryable: true}
+	}
+	out := map[string]any{"ok": true, "key": key, "compacted": res.Compactions > 0}
+	if res.Compactions > 0 {
+		out["result"] = map[string]any{"tokensBefore": res.TokensBefore, "tokensAfter": res.TokensAfter}
+	} else {
+		out["reason"] = res.Text
+	}
+	return out, nil
 }
 
 func (s *Server) mSessionsDelete(cl *call) (any, *protocol.Error) {

@@ -125,37 +125,3 @@ func repairToolPairs(in []bedrock.Message) []bedrock.Message {
 	}
 	return out
 }
-
-// trimOldest drops the oldest turns so that about a quarter of the messages
-// go, never the latest user turn, and the result still starts with a user
-// turn that is not a bare tool result. It reports how many were dropped.
-func trimOldest(msgs []bedrock.Message) ([]bedrock.Message, int) {
-	if len(msgs) <= 1 {
-		return msgs, 0
-	}
-	cut := len(msgs) / 4
-	if cut < 1 {
-		cut = 1
-	}
-	for cut < len(msgs)-1 && !startsTurn(msgs[cut]) {
-		cut++
-	}
-	if cut >= len(msgs) || !startsTurn(msgs[cut]) {
-		return msgs, 0
-	}
-	return msgs[cut:], cut
-}
-
-// startsTurn: a user message that carries text and no tool results, where
-// a conversation can begin.
-func startsTurn(m bedrock.Message) bool {
-	if m.Role != bedrock.RoleUser {
-		return false
-	}
-	for _, b := range m.Content {
-		if b.Type == bedrock.BlockToolResult {
-			return false
-		}
-	}
-	return true
-}

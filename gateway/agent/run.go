@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,7 +36,12 @@ type Result struct {
 	Model      string
 	SessionID  string
 	Usage      session.Usage
-	Trimmed    int // messages dropped to fit the context window
+	// Compactions is how many times the run summarised older turns to fit
+	// the context window.
+	Compactions int
+	// TokensBefore and TokensAfter are the estimated context sizes around
+	// the run's last compaction.
+	TokensBefore, TokensAfter int
 }
 
 // Run is one message being answered.
@@ -212,13 +218,17 @@ func (r *Runtime) execute(run *Run) {
 	}
 	em.agent("lifecycle", map[string]any{"phase": "start", "startedAt": now.UnixMilli()})
 
-	if _, err := r.opts.Sessions.Append(run.SessionKey, session.Message{
-		Role: "user", Content: []session.Content{{Type: "text", Text: run.params.Message}}, RunID: run.ID,
-	}); err != nil {
-		r.fail(run, em, now, "could not record the message: "+err.Error())
-		return
+	if !run.params.Compact {
+		e, err := r.opts.Sessions.Append(run.SessionKey, session.Message{
+			Role: "user", Content: []session.Content{{Type: "text", Text: run.params.Message}}, RunID: run.ID,
+		})
+		if err != nil {
+			r.fail(run, em, now, "could not record the message: "+err.Error())
+			return
+		}
+		entry = e
 	}
-	_, hist, err := r.opts.Sessions.History(run.SessionKey, historyLimit)
+	cv, err := r.opts.Sessions.ContextMessages(run.SessionKey, historyLimit)
 	if err != nil {
 		r.fail(run, em, now, "could not read the session history: "+err.Error())
 		return
@@ -228,9 +238,18 @@ func (r *Runtime) execute(run *Run) {
 		r.fail(run, em, now, err.Error())
 		return
 	}
-	l := &loop{rt: r, run: run, em: em, cfg: cfg, ctx: ctx, started: now, sessionModel: entry.Model,
-		msgs: toModelMessages(hist), tools: tl}
+	l := &loop{rt: r, run: run, em: em, cfg: cfg, ctx: ctx, started: now, sessionModel: entry.Model, tools: tl}
+	l.msgs = buildMessages(cv.Compaction, cv.Messages, l.window())
+	if entry.ContextTokens > 0 && len(l.msgs) > 0 {
+		// Bedrock's count for the context up to the last answer; what
+		// follows it (this message) is estimated.
+		l.base, l.baseLen = entry.ContextTokens, len(l.msgs)-1
+	}
 	l.setup()
+	if run.params.Compact {
+		l.compactOnly()
+		return
+	}
 	l.runSteps()
 }
 
@@ -255,10 +274,20 @@ type loop struct {
 
 	recorded int // length of text already in the transcript
 
-	usage   session.Usage
-	model   string
-	stop    string
-	trimmed int
+	usage session.Usage
+	model string
+	stop  string
+
+	// base is Bedrock's token count of the context up to l.msgs[:baseLen]
+	// (the last request plus its answer); 0 when unknown.
+	base, baseLen  int
+	compactions    int
+	lastCompaction compactResult
+	// retried: the last request was refused as too long and retried after
+	// a compaction; another refusal ends the run. noAutoCompact: a
+	// compaction did not bring the context under the threshold, so the
+	// rest of the run does not try again before every step.
+	retried, noAutoCompact bool
 }
 
 func (l *loop) setup() {
@@ -335,6 +364,21 @@ func (l *loop) runSteps() {
 			return
 		}
 		stepText := 0
+		window := l.window()
+		size := l.contextSize(system, toolSpecs)
+		if !l.noAutoCompact && size >= window*CompactPercent/100 {
+			if err := l.compactNow("threshold", size, false); err != nil {
+				rt.log.Warn("could not compact the session context before sending", "run", l.run.ID, "err", err)
+				l.noAutoCompact = true
+			} else if l.contextSize(system, toolSpecs) >= window*CompactPercent/100 {
+				l.noAutoCompact = true
+			}
+			if l.ctx.Err() != nil {
+				l.endErr(context.Cause(l.ctx))
+				return
+			}
+			size = l.contextSize(system, toolSpecs)
+		}
 		req := bedrock.Request{Models: l.modelRefs(), System: system, Messages: l.msgs, Tools: toolSpecs,
 			MaxTokens: l.cfg.Agents.Defaults.MaxTokens, Thinking: thinking, CacheMessagesUpTo: len(l.msgs) - 1}
 		resp, err := rt.opts.Model.Stream(l.ctx, req, func(ev bedrock.Event) {
@@ -357,17 +401,25 @@ func (l *loop) runSteps() {
 		if err != nil {
 			var be *bedrock.Error
 			if errors.As(err, &be) && be.Kind == bedrock.ContextOverflow && stepText == 0 {
-				trimmed, n := trimOldest(l.msgs)
-				if n > 0 {
-					l.msgs = trimmed
-					l.trimmed += n
-					rt.log.Info("context window overflow: trimmed oldest turns", "run", l.run.ID, "dropped", n)
-					l.em.agent("lifecycle", map[string]any{"phase": "trim", "droppedMessages": n,
-						"reason": "the conversation no longer fits the model's context window; dropped the oldest turns"})
-					continue
+				// One compaction and one retry per refusal, never a loop:
+				// a second refusal in a row ends the run.
+				if l.retried {
+					l.end(StatusError, "the conversation is still too long for the model's context window after compacting it; "+
+						"start a new session with /new, or send a shorter message", protocol.CodeInvalidRequest)
+					return
 				}
-				l.end(StatusError, "the message is too long for the model's context window even without earlier turns; send a shorter message", protocol.CodeInvalidRequest)
-				return
+				l.retried = true
+				rt.log.Info("the model refused the context as too long; compacting and retrying once", "run", l.run.ID, "estimate", size)
+				if err := l.compactNow("overflow", max(size, window), true); err != nil {
+					if l.ctx.Err() != nil {
+						l.endErr(context.Cause(l.ctx))
+						return
+					}
+					msg, code := compactFailure(err)
+					l.end(StatusError, msg, code)
+					return
+				}
+				continue
 			}
 			l.recordPartial()
 			l.endErr(err)
@@ -381,7 +433,9 @@ func (l *loop) runSteps() {
 		l.usage.OutputTokens += u.OutputTokens
 		l.usage.CacheReadTokens += u.CacheReadTokens
 		l.usage.CacheWriteTokens += u.CacheWriteTokens
+		l.retried = false
 		l.msgs = append(l.msgs, bedrock.Message{Role: bedrock.RoleAssistant, Content: resp.Content})
+		l.base, l.baseLen = u.InputTokens+u.CacheReadTokens+u.CacheWriteTokens+u.OutputTokens, len(l.msgs)
 		if _, err := rt.opts.Sessions.Append(l.run.SessionKey, assistantMessage(resp, l.run.ID, u)); err != nil {
 			l.end(StatusError, "could not record the answer: "+err.Error(), protocol.CodeUnavailable)
 			return
@@ -398,7 +452,8 @@ func (l *loop) runSteps() {
 			return
 		}
 		results := l.runTools(uses)
-		l.msgs = append(l.msgs, bedrock.Message{Role: bedrock.RoleUser, Content: results})
+		// What is sent may be trimmed; what is recorded is whole.
+		l.msgs = append(l.msgs, trimToolResults([]bedrock.Message{{Role: bedrock.RoleUser, Content: slices.Clone(results)}}, window)...)
 		if err := l.recordToolResults(uses, results); err != nil {
 			l.end(StatusError, "could not record tool results: "+err.Error(), protocol.CodeUnavailable)
 			return
@@ -523,7 +578,8 @@ func (l *loop) end(status, summary, code string) {
 	l.textMu.Unlock()
 	now := l.rt.opts.Clock.Now()
 	res := Result{Status: status, Summary: summary, Text: full, StopReason: l.stop, Model: l.model,
-		Usage: l.usage, Trimmed: l.trimmed, Aborted: status == StatusAborted}
+		Usage: l.usage, Compactions: l.compactions, Aborted: status == StatusAborted,
+		TokensBefore: l.lastCompaction.TokensBefore, TokensAfter: l.lastCompaction.TokensAfter}
 	usage := map[string]any{"inputTokens": l.usage.InputTokens, "outputTokens": l.usage.OutputTokens,
 		"cacheReadTokens": l.usage.CacheReadTokens, "cacheWriteTokens": l.usage.CacheWriteTokens}
 	switch status {
@@ -532,8 +588,8 @@ func (l *loop) end(status, summary, code string) {
 		if status == StatusAborted {
 			data["aborted"] = true
 		}
-		if l.trimmed > 0 {
-			data["trimmedMessages"] = l.trimmed
+		if l.compactions > 0 {
+			data["compactions"] = l.compactions
 		}
 		l.em.agent("lifecycle", data)
 		state := "final"
@@ -545,11 +601,14 @@ func (l *loop) end(status, summary, code string) {
 		res.Error = summary
 		res.ErrorCode = code
 		data := map[string]any{"phase": "error", "startedAt": l.started.UnixMilli(), "endedAt": now.UnixMilli(), "error": summary}
-		if l.trimmed > 0 {
-			data["trimmedMessages"] = l.trimmed
+		if l.compactions > 0 {
+			data["compactions"] = l.compactions
 		}
 		l.em.agent("lifecycle", data)
-		l.recordError(summary)
+		if !l.run.params.Compact {
+			// A failed /compact left no question to pair an error with.
+			l.recordError(summary)
+		}
 		l.em.chat("error", map[string]any{"errorMessage": summary, "message": l.message(full), "usage": usage})
 	}
 	l.rt.finish(l.run, res)

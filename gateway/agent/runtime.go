@@ -201,6 +201,9 @@ type SubmitParams struct {
 	Thinking          string
 	Timeout           time.Duration // 0: agents.defaults.timeoutSeconds
 	ExtraSystemPrompt string
+	// Compact asks for a compaction of the session's context instead of an
+	// answer (/compact, sessions.compact); Message is not recorded.
+	Compact bool
 }
 
 // Submit queues a run. When IdempotencyKey names a run accepted within the

@@ -141,3 +141,40 @@ func thinkingBudget(level string) (int, error) {
 	}
 	return 0, fmt.Errorf("thinking level %q: want off, low, medium or high", level)
 }
+
+// DefaultContextWindow is assumed for a model the table in ContextWindow
+// does not know (an application inference profile ARN, a new family): the
+// smallest window among current Bedrock chat models, so the agent compacts
+// early rather than being refused.
+const DefaultContextWindow = 128000
+
+// ContextWindow is modelID's context window in tokens, as Bedrock serves it
+// by default: every Claude model 200,000 (the 1M-token beta needs a request
+// header the provider does not send); Amazon Nova Micro 128,000, Lite and Pro
+// 300,000, Premier 1,000,000; Meta Llama 3.1 and later, Mistral Large 2 and
+// everything unknown DefaultContextWindow. agents.defaults.contextTokens
+// overrides it.
+func ContextWindow(modelID string) int {
+	if _, _, _, ok := claudeVersion(modelID); ok {
+		return 200000
+	}
+	id := strings.ToLower(modelID)
+	if i := strings.LastIndex(id, "/"); i >= 0 {
+		id = id[i+1:]
+	}
+	for _, w := range []struct {
+		part   string
+		tokens int
+	}{
+		{"anthropic.claude", 200000},
+		{"amazon.nova-micro-v", 128000},
+		{"amazon.nova-lite-v", 300000},
+		{"amazon.nova-pro-v", 300000},
+		{"amazon.nova-premier-v", 1000000},
+	} {
+		if strings.Contains(id, w.part) {
+			return w.tokens
+		}
+	}
+	return DefaultContextWindow
+}

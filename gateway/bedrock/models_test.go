@@ -160,3 +160,26 @@ func FuzzParseModelRef(f *testing.F) {
 		_ = supportsThinking(id)
 	})
 }
+
+func TestContextWindow(t *testing.T) {
+	for _, tc := range []struct {
+		id   string
+		want int
+	}{
+		{"us.anthropic.claude-opus-4-6-v1", 200000},
+		{"anthropic.claude-3-5-sonnet-20240620-v1:0", 200000},
+		{"global.anthropic.claude-sonnet-4-5-20250929-v1:0", 200000},
+		{"arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-7-sonnet-20250219-v1:0", 200000},
+		{"anthropic.claude-instant-v1", 200000},
+		{"us.amazon.nova-micro-v1:0", 128000},
+		{"amazon.nova-lite-v1:0", 300000},
+		{"us.amazon.nova-pro-v1:0", 300000},
+		{"us.amazon.nova-premier-v1:0", 1000000},
+		{"meta.llama3-1-70b-instruct-v1:0", DefaultContextWindow},
+		{"arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc123", DefaultContextWindow},
+	} {
+		if got := ContextWindow(tc.id); got != tc.want {
+			t.Errorf("ContextWindow(%q) = %d, want %d", tc.id, got, tc.want)
+		}
+	}
+}

@@ -56,6 +56,8 @@ type indexRecord struct {
 	// TranscriptBytes is the transcript length this record describes; a
 	// different length on Open means the index lags and must be re-derived.
 	TranscriptBytes int64 `json:"transcriptBytes"`
+	// Where the model context starts (see keptHint); verified on read.
+	keptHint
 }
 
 // loadIndex returns the index records to adopt. A missing index, or one that
@@ -225,7 +227,7 @@ func (s *Store) adopt(rec indexRecord) (*sessionState, bool) {
 		return &sessionState{entry: derive(rec.Entry, Transcript{}), size: -1}, true
 	}
 	if err == nil && fi.Size() == rec.TranscriptBytes {
-		return &sessionState{entry: rec.Entry, size: rec.TranscriptBytes}, false
+		return &sessionState{entry: rec.Entry, size: rec.TranscriptBytes, hint: rec.keptHint}, false
 	}
 	var t Transcript
 	if err == nil {
@@ -237,7 +239,7 @@ func (s *Store) adopt(rec indexRecord) (*sessionState, bool) {
 		s.log.Warn("could not read session transcript", "key", rec.Key, "error", err)
 		return &sessionState{entry: rec.Entry, size: -1}, false
 	}
-	st := &sessionState{entry: derive(rec.Entry, t), size: t.End}
+	st := &sessionState{entry: derive(rec.Entry, t), size: t.End, hint: hintFor(t, 0)}
 	if rec.TranscriptBytes >= 0 {
 		s.log.Info("session index was behind its transcript; re-derived the entry", "key", rec.Key, "sessionId", rec.SessionID)
 	}
@@ -332,7 +334,7 @@ func (s *Store) persistIndex(undo func()) error {
 		if st.pending || st.deleting {
 			continue
 		}
-		f.Sessions[k] = indexRecord{Entry: st.entry, TranscriptBytes: st.size}
+		f.Sessions[k] = indexRecord{Entry: st.entry, TranscriptBytes: st.size, keptHint: st.hint}
 	}
 	s.mu.RUnlock()
 	b, err := json.MarshalIndent(f, "", "  ")

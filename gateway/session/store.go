@@ -48,6 +48,10 @@ type Entry struct {
 	CacheWriteTokens int `json:"cacheWriteTokens"`
 	TotalTokens      int `json:"totalTokens"`
 	MessageCount     int `json:"messageCount"`
+	// ContextTokens is the size of the model context after the last answer:
+	// Bedrock's reported prompt tokens (cached ones included) plus the
+	// answer's, or a compaction's estimate of what it kept.
+	ContextTokens int `json:"contextTokens,omitempty"`
 
 	LastMessageID      string `json:"lastMessageId,omitempty"`      // id of the last appended message (chat.inject's messageId)
 	LastMessagePreview string `json:"lastMessagePreview,omitempty"` // first 120 characters of the last text, on one line
@@ -64,6 +68,9 @@ func (e *Entry) apply(id string, m *Message) {
 		e.CacheReadTokens += u.CacheReadTokens
 		e.CacheWriteTokens += u.CacheWriteTokens
 		e.TotalTokens = e.InputTokens + e.OutputTokens + e.CacheReadTokens + e.CacheWriteTokens
+		if m.Role == "assistant" {
+			e.ContextTokens = u.Total()
+		}
 	}
 	if txt := oneLine(m.Text()); txt != "" {
 		e.LastMessagePreview = cut(txt, previewChars)
@@ -78,10 +85,19 @@ func (e *Entry) apply(id string, m *Message) {
 // derive recomputes e's transcript-derived fields from t.
 func derive(e Entry, t Transcript) Entry {
 	e.InputTokens, e.OutputTokens, e.CacheReadTokens, e.CacheWriteTokens, e.TotalTokens = 0, 0, 0, 0, 0
-	e.MessageCount, e.LastMessageID, e.LastMessagePreview, e.DerivedTitle = 0, "", "", ""
+	e.MessageCount, e.LastMessageID, e.LastMessagePreview, e.DerivedTitle, e.ContextTokens = 0, "", "", "", 0
 	for i := range t.Messages {
 		e.apply(t.IDs[i], &t.Messages[i])
 		e.UpdatedAt = max(e.UpdatedAt, t.Messages[i].Timestamp)
+	}
+	if c := t.Compaction; c != nil {
+		answered := false
+		for _, m := range t.Messages[t.compactedAt:] {
+			answered = answered || m.Role == "assistant" && m.Usage != nil
+		}
+		if !answered {
+			e.ContextTokens = c.TokensAfter
+		}
 	}
 	return e
 }
@@ -195,6 +211,7 @@ type sessionState struct {
 	deleting bool // being deleted: left out of index snapshots
 	gone     bool // removed from the map; retry the lookup
 	warned   bool // a torn or skipped line was already logged
+	hint     keptHint
 }
 
 // Open loads (or creates) the store in o.Dir.
@@ -525,7 +542,7 @@ func (s *Store) reset(st *sessionState, now time.Time) (Entry, error) {
 	if err != nil {
 		return Entry{}, err
 	}
-	s.set(st, func() { st.entry, st.size, st.warned = e, size, false })
+	s.set(st, func() { st.entry, st.size, st.warned, st.hint = e, size, false, keptHint{} })
 	if err := s.persistIndex(func() { st.entry, st.size = old, oldSize }); err != nil {
 		_ = os.Remove(s.transcriptPath(e.SessionID)) // header only
 		return Entry{}, err

@@ -39,7 +39,7 @@ func TestRoundTripAcrossReopen(t *testing.T) {
 	}
 	want := Entry{Key: MainKey, SessionID: e.SessionID, CreatedAt: e.CreatedAt, UpdatedAt: t0.Add(4 * time.Second).UnixMilli(),
 		InputTokens: 250, OutputTokens: 30, CacheReadTokens: 5, CacheWriteTokens: 7, TotalTokens: 292, MessageCount: 4,
-		LastMessageID: last.LastMessageID, LastMessagePreview: "Two files: a.txt and b.txt.", DerivedTitle: "Please list the files in my workspace"}
+		ContextTokens: 160, LastMessageID: last.LastMessageID, LastMessagePreview: "Two files: a.txt and b.txt.", DerivedTitle: "Please list the files in my workspace"}
 	if last != want {
 		t.Fatalf("entry after appends:\n got %+v\nwant %+v", last, want)
 	}

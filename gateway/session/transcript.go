@@ -36,6 +36,13 @@ type anyLine struct {
 	SessionID string   `json:"sessionId"`
 	Key       string   `json:"key"`
 	CreatedAt int64    `json:"createdAt"`
+
+	// compaction lines
+	Summary      string `json:"summary"`
+	FirstKeptID  string `json:"firstKeptId"`
+	TokensBefore int    `json:"tokensBefore"`
+	TokensAfter  int    `json:"tokensAfter"`
+	Timestamp    int64  `json:"timestamp"`
 }
 
 // Transcript is what ParseTranscript could read from a transcript file.
@@ -51,12 +58,27 @@ type Transcript struct {
 	// End is the offset just past the last newline. Bytes beyond it are an
 	// unterminated tail; appends truncate the file to End first.
 	End int64
+
+	// Compaction is the last compaction entry, nil when there is none;
+	// KeptFrom is the index in Messages of the first message it kept
+	// verbatim (len of Messages before it when it kept none). The model's
+	// context is the summary plus Messages[KeptFrom:].
+	Compaction *Compaction
+	KeptFrom   int
+	// starts[i] is the byte offset of Messages[i]'s line; compactionAt that
+	// of the last compaction line; firstID and firstAt the id and offset of
+	// the first message or compaction line (firstAt -1: none).
+	starts       []int64
+	compactionAt int64
+	compactedAt  int // len(Messages) when the last compaction line came
+	firstID      string
+	firstAt      int64
 }
 
 // ParseTranscript reads transcript bytes. It never fails: what cannot be read
 // is skipped and counted, so one bad line never hides a conversation.
 func ParseTranscript(data []byte) Transcript {
-	var t Transcript
+	t := Transcript{firstAt: -1}
 	off := 0
 	for off < len(data) {
 		nl := bytes.IndexByte(data[off:], '\n')
@@ -67,6 +89,7 @@ func ParseTranscript(data []byte) Transcript {
 			break
 		}
 		ln := data[off : off+nl]
+		lineStart := int64(off)
 		off += nl + 1
 		t.End = int64(off)
 		last := off == len(data)
@@ -103,11 +126,41 @@ func ParseTranscript(data []byte) Transcript {
 			}
 			t.Messages = append(t.Messages, m)
 			t.IDs = append(t.IDs, l.ID)
+			t.starts = append(t.starts, lineStart)
+			t.first(l.ID, lineStart)
+		case "compaction":
+			if l.Summary == "" {
+				bad()
+				continue
+			}
+			// A first kept message that is not there (a hand-edited file)
+			// keeps none: the summary covers what came before.
+			kept := len(t.Messages)
+			if l.FirstKeptID != "" {
+				// Backwards: the kept messages are the recent ones.
+				for i := len(t.IDs) - 1; i >= 0; i-- {
+					if t.IDs[i] == l.FirstKeptID {
+						kept = i
+						break
+					}
+				}
+			}
+			t.compactionAt, t.compactedAt = lineStart, len(t.Messages)
+			t.first(l.ID, lineStart)
+			t.Compaction = &Compaction{ID: l.ID, Summary: l.Summary, FirstKeptID: l.FirstKeptID,
+				TokensBefore: l.TokensBefore, TokensAfter: l.TokensAfter, Timestamp: l.Timestamp}
+			t.KeptFrom = kept
 		default:
 			// Line types from a later version: not ours to judge.
 		}
 	}
 	return t
+}
+
+func (t *Transcript) first(id string, at int64) {
+	if t.firstAt < 0 {
+		t.firstID, t.firstAt = id, at
+	}
 }
 
 // LoadTranscript reads and parses a transcript file.
@@ -125,6 +178,14 @@ func encodeHeader(sid, key string, createdAt int64) []byte {
 		panic(err) // strings and ints always marshal
 	}
 	return append(b, '\n')
+}
+
+func encodeCompaction(c *Compaction) ([]byte, error) {
+	b, err := json.Marshal(compactionLine{Type: "compaction", Compaction: *c})
+	if err != nil {
+		return nil, fmt.Errorf("encoding compaction: %w", err)
+	}
+	return append(b, '\n'), nil
 }
 
 func encodeMessage(id string, m *Message) ([]byte, error) {

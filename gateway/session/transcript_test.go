@@ -33,7 +33,7 @@ func TestParseTranscript(t *testing.T) {
 		{"invalid middle line", hdr + "nope\n" + msg("a", "x"), true, 1, 1, false, len(hdr+msg("a", "x")) + 5},
 		{"no header", msg("a", "x"), false, 1, 0, false, len(msg("a", "x"))},
 		{"second header skipped", hdr + msg("a", "x") + hdr + msg("b", "y"), true, 2, 1, false, len(hdr + msg("a", "x") + hdr + msg("b", "y"))},
-		{"unknown type ignored", hdr + `{"type":"compaction"}` + "\n", true, 0, 0, false, len(hdr) + 22},
+		{"unknown type ignored", hdr + `{"type":"laterThing"}` + "\n", true, 0, 0, false, len(hdr) + 22},
 		{"CRLF lines", hdr[:len(hdr)-1] + "\r\n" + msg("a", "x"), true, 1, 0, false, len(hdr+msg("a", "x")) + 1},
 		{"wrong field type", hdr + `{"type":"message","message":{"role":1}}` + "\n" + msg("a", "x"), true, 1, 1, false, len(hdr+msg("a", "x")) + 40},
 	}
@@ -66,6 +66,9 @@ func FuzzLoadTranscript(f *testing.F) {
 		`{"type":"message","message":{"content":null,"arguments":null}}` + "\n",
 		`{"type":"message","message":{"role":"user","content":[{"type":"toolResult","toolCallId":"t","result":"\xff","isError":true}]}}` + "\n",
 		`{"type":"message","message":{"content":[{"arguments":[1,{"a":"<>&"}]}]}}` + "\n",
+		hdr + msg + `{"type":"compaction","id":"c","summary":"s","firstKeptId":"a","tokensBefore":9}` + "\n" + msg,
+		hdr + msg + `{"type":"compaction","id":"c","summary":"s","firstKeptId":"gone"}` + "\n",
+		hdr + `{"type":"compaction","summary":""}` + "\n" + msg,
 	} {
 		f.Add([]byte(seed))
 	}

@@ -36,6 +36,9 @@ type Request struct {
 
 	// Body is the raw request body, for byte-level assertions.
 	Body []byte
+	// InputTokens is EstimateTokens of the decoded body: what the context
+	// limit compares and what an unscripted usage reports.
+	InputTokens int
 }
 
 // wireBody is the JSON body of Converse and ConverseStream.

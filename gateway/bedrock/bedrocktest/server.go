@@ -42,6 +42,8 @@ type Server struct {
 	requests []Request
 	keep     int // KeepRequests; 0 = all
 	seq      int
+	ctxLimit int // SetContextLimit; 0 = none
+	tooLong  int // requests the context limit refused
 }
 
 // NewServer starts a fake on a free port of 127.0.0.1. Close it when done.
@@ -205,6 +207,13 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	req.Messages, req.System, req.ToolConfig = wb.Messages, wb.System, wb.ToolConfig
 	req.InferenceConfig, req.AdditionalModelRequestFields = wb.InferenceConfig, wb.AdditionalModelRequestFields
+	req.InputTokens = EstimateTokens(req)
+	if over, limit := s.overLimit(req.InputTokens); over {
+		req.Rejected = tooLongReason(req.InputTokens, limit)
+		s.record(req)
+		writeTooLong(w)
+		return
+	}
 	s.record(req)
 
 	reply, ok := s.next(req)
@@ -213,7 +222,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("bedrocktest: no reply scripted for model %q (Enqueue, Handle or SetDefault)", modelID))
 		return
 	}
-	sess := &session{srv: s, w: w, r: r, bodyLen: len(body), start: time.Now()}
+	sess := &session{srv: s, w: w, r: r, bodyLen: len(body), inputTokens: req.InputTokens, start: time.Now()}
 	if op == "Converse" {
 		sess.converse(reply)
 		return

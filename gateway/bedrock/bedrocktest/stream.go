@@ -11,11 +11,12 @@ import (
 
 // session is one response being written.
 type session struct {
-	srv     *Server
-	w       http.ResponseWriter
-	r       *http.Request
-	bodyLen int
-	start   time.Time
+	srv         *Server
+	w           http.ResponseWriter
+	r           *http.Request
+	bodyLen     int
+	inputTokens int // EstimateTokens of the request
+	start       time.Time
 
 	enc       *eventstream.Encoder
 	committed bool
@@ -244,8 +245,13 @@ func (ss *session) metadata(u usageCounts) {
 }
 
 // autoUsage invents plausible, deterministic counts for replies that do not
-// script Usage: about four bytes of request per input token, one output
-// token per delta.
+// script Usage: EstimateTokens of the request as input tokens (the count the
+// context limit uses; a quarter of the body for a request with no content),
+// one output token per delta.
 func (ss *session) autoUsage(deltas int) usageCounts {
-	return usageCounts{in: max(1, ss.bodyLen/4), out: deltas}
+	in := ss.inputTokens
+	if in == 0 {
+		in = ss.bodyLen / 4
+	}
+	return usageCounts{in: max(1, in), out: deltas}
 }
