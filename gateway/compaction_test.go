@@ -6,8 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/skykoi/skykoi/gateway/bedrock/bedrocktest"
 	"github.com/skykoi/skykoi/gateway/session"
@@ -388,5 +390,76 @@ func TestCompactionSurvivesRestart(t *testing.T) {
 				t.Errorf("history has %d messages, want all 8", len(h))
 			}
 		})
+	}
+}
+
+// isFlushRequest: the memory flush's last user text carries its note.
+func isFlushRequest(r bedrocktest.Request) bool {
+	return strings.Contains(lastUserText(r), "[memory flush]")
+}
+
+// Before a compaction summarises turns away, the memory flush lets the
+// agent write down what it must keep: the flush sees the turns about to be
+// summarised, runs before the summary request, and what it writes is in
+// the memory file and the next turn's system prompt. On /compact and at
+// the threshold alike; never after a "too long" refusal (that context was
+// refused already).
+func TestFlushBeforeCompaction(t *testing.T) {
+	ts, fake := agentServer(t, withConfig("agents.defaults.contextTokens", 20000))
+	note := "memory/" + time.Now().Format(time.DateOnly) + ".md"
+	write, _ := json.Marshal(map[string]string{"path": note, "content": "- The launch code word is PERIWINKLE\n"})
+	var mu sync.Mutex
+	contextFake(fake, func(r bedrocktest.Request) bedrocktest.Reply {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case isFlushRequest(r):
+			if !strings.Contains(string(r.Body), "PERIWINKLE") {
+				t.Errorf("the flush did not see the turn about to be summarised")
+			}
+			return bedrocktest.Reply{bedrocktest.ToolUse("f1", "write", string(write)), bedrocktest.Stop("tool_use")}
+		case lastUserText(r) == "":
+			return bedrocktest.Reply{bedrocktest.Text("NO_REPLY")}
+		}
+		return bedrocktest.Reply{bedrocktest.Text("ok")}
+	})
+	c := adminClient(t, ts)
+	big := strings.Repeat("word ", 2000) // 10 kB a turn
+	for i, msg := range []string{"the code word is PERIWINKLE " + big, "turn 1 " + big, "turn 2 " + big, "turn 3 " + big} {
+		key := fmt.Sprintf("t%d", i)
+		c.call("chat.send", map[string]any{"sessionKey": "main", "message": msg, "idempotencyKey": key})
+		if _, ch := collectRun(t, c, key); ch[len(ch)-1].State != "final" {
+			t.Fatalf("turn %d: %+v", i, ch[len(ch)-1])
+		}
+	}
+	before := len(fake.Requests())
+	r := c.call("sessions.compact", map[string]any{"key": "main"})
+	if !r.OK || !strings.Contains(string(r.Payload), `"compacted":true`) {
+		t.Fatalf("sessions.compact: %s %+v", r.Payload, r.Error)
+	}
+	reqs := fake.Requests()[before:]
+	var kinds []string
+	for _, q := range reqs {
+		switch {
+		case isSummaryRequest(q):
+			kinds = append(kinds, "summary")
+		case isFlushRequest(q):
+			kinds = append(kinds, "flush")
+		default:
+			kinds = append(kinds, "other")
+		}
+	}
+	if strings.Join(kinds, ",") != "flush,other,summary" {
+		t.Fatalf("requests of the compaction: %v; want the flush (and its tool step) before the summary", kinds)
+	}
+	b, err := os.ReadFile(filepath.Join(ts.dir, "koi", note))
+	if err != nil || !strings.Contains(string(b), "PERIWINKLE") {
+		t.Fatalf("the flush's note: %q, %v", b, err)
+	}
+	c.call("chat.send", map[string]any{"sessionKey": "main", "message": "what was the code word?", "idempotencyKey": "t9"})
+	collectRun(t, c, "t9")
+	last := fake.Requests()[len(fake.Requests())-1]
+	if !strings.Contains(systemText(last.System), "PERIWINKLE") {
+		t.Error("the note the flush wrote is not in the next turn's system prompt")
 	}
 }

@@ -347,6 +347,8 @@ func TestChatToolTurn(t *testing.T) {
 func TestChatCommands(t *testing.T) {
 	g, fake, flags := chatFixture(t)
 	fake.Enqueue("*", bedrocktest.Reply{bedrocktest.Text("First answer.")})
+	// /new first lets the agent save to memory: one silent model turn.
+	fake.Enqueue("*", bedrocktest.Reply{bedrocktest.Text("NO_REPLY")})
 	fake.Enqueue("*", bedrocktest.Reply{bedrocktest.Text("Second answer.")})
 	fake.Enqueue("*", bedrocktest.Reply{bedrocktest.Text("Work answer.")})
 	p := startChat(t, flags...)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/skykoi/skykoi/configgen"
 	"github.com/skykoi/skykoi/gateway/bedrock"
 	"github.com/skykoi/skykoi/gateway/protocol"
 	"github.com/skykoi/skykoi/gateway/session"
@@ -80,14 +81,21 @@ func sessionMessageTokens(m *session.Message) int {
 	return (n + bytesPerToken - 1) / bytesPerToken
 }
 
-// window is the context window the run manages to: the config's override,
-// else the smallest window of the models it may use.
-func (l *loop) window() int {
-	if w := l.cfg.Agents.Defaults.ContextTokens; w > 0 {
+// flushReserve is room the memory flush adds to a context: its instruction
+// and note, generously.
+const flushReserve = 1024
+
+// window is the context window the run manages to.
+func (l *loop) window() int { return contextWindow(l.cfg, l.modelRefs()) }
+
+// contextWindow is the config's override, else the smallest window of the
+// models refs may fall back through.
+func contextWindow(cfg configgen.Config, refs []string) int {
+	if w := cfg.Agents.Defaults.ContextTokens; w > 0 {
 		return w
 	}
 	w := 0
-	for _, ref := range l.modelRefs() {
+	for _, ref := range refs {
 		id, err := bedrock.ParseModelRef(ref)
 		if err != nil {
 			continue
@@ -292,6 +300,15 @@ func (e *emitter) compaction(data map[string]any) { e.agent("compaction", data) 
 // refused one.
 func (l *loop) compactNow(reason string, tokensBefore int, willRetry bool) error {
 	l.em.compaction(map[string]any{"phase": "start", "reason": reason, "tokensBefore": tokensBefore})
+	// What the summary leaves out is gone from the model's view: first let
+	// the agent write down what it must keep. Not when the context no
+	// longer fits (a "too long" refusal, or a tool result that took it past
+	// the window): the flush would send that same context and be refused.
+	if !willRetry && tokensBefore+flushReserve <= l.window() {
+		if err := l.rt.FlushMemory(l.ctx, l.run.SessionKey); err != nil {
+			l.rt.log.Warn("memory flush before the compaction failed; compacting anyway", "run", l.run.ID, "err", err)
+		}
+	}
 	c := compactor{rt: l.rt, key: l.run.SessionKey, models: l.modelRefs(), window: l.window(), onUsage: func(u bedrock.Usage) {
 		l.usage.InputTokens += u.InputTokens
 		l.usage.OutputTokens += u.OutputTokens

@@ -54,11 +54,13 @@ func (r *Runtime) FlushMemory(ctx context.Context, key string) error {
 	if !ok {
 		return nil
 	}
-	_, hist, err := r.opts.Sessions.History(key, historyLimit)
+	// The model's own view of the session: from the last compaction on,
+	// as a run sends it, so the flush fits wherever the run fits.
+	cv, err := r.opts.Sessions.ContextMessages(key, historyLimit)
 	if err != nil {
-		return fmt.Errorf("memory flush: reading the session history: %w", err)
+		return fmt.Errorf("memory flush: reading the session context: %w", err)
 	}
-	if !slices.ContainsFunc(hist, func(m session.Message) bool { return m.Role == "user" && strings.TrimSpace(m.Text()) != "" }) {
+	if !slices.ContainsFunc(cv.Messages, func(m session.Message) bool { return m.Role == "user" && strings.TrimSpace(m.Text()) != "" }) {
 		return nil
 	}
 	tl, err := r.opts.ToolsFor(entry.ExecSecurity)
@@ -70,7 +72,13 @@ func (r *Runtime) FlushMemory(ctx context.Context, key string) error {
 	stop := context.AfterFunc(r.base, cancel) // shutdown ends it too
 	defer stop()
 
-	msgs := toModelMessages(hist)
+	cfg := r.opts.Config()
+	refs := cfg.ModelRefs()
+	if entry.Model != "" {
+		refs = append([]string{entry.Model}, slices.DeleteFunc(refs, func(m string) bool { return m == entry.Model })...)
+	}
+	window := contextWindow(cfg, refs)
+	msgs := buildMessages(cv.Compaction, cv.Messages, window)
 	note := bedrock.Block{Type: bedrock.BlockText, Text: "[memory flush] Save what is worth keeping from this conversation now, or answer " + SilentReply + "."}
 	if n := len(msgs); n > 0 && msgs[n-1].Role == bedrock.RoleUser {
 		msgs[n-1].Content = append(slices.Clone(msgs[n-1].Content), note)
@@ -84,12 +92,14 @@ func (r *Runtime) FlushMemory(ctx context.Context, key string) error {
 			specs = append(specs, bedrock.ToolSpec{Name: s.Name, Description: s.Description, InputSchema: s.InputSchema})
 		}
 	}
-	cfg := r.opts.Config()
-	refs := cfg.ModelRefs()
-	if entry.Model != "" {
-		refs = append([]string{entry.Model}, slices.DeleteFunc(refs, func(m string) bool { return m == entry.Model })...)
-	}
 	for step := 0; step < flushMaxSteps; step++ {
+		// The flush's own tool results grow the context: cut huge ones as
+		// a run does, and stop rather than send what the model would
+		// refuse (what was written so far stays written).
+		msgs = trimToolResults(msgs, window)
+		if estimateTokens(system, msgs, specs) > window {
+			return fmt.Errorf("memory flush for %s: stopped after %d model calls: the context window is full", key, step)
+		}
 		req := bedrock.Request{Models: refs, System: system, Messages: msgs, Tools: specs, MaxTokens: cfg.Agents.Defaults.MaxTokens}
 		resp, err := r.opts.Model.Stream(ctx, req, func(bedrock.Event) {})
 		if err != nil {
