@@ -1028,6 +1028,18 @@ async function saveConfig() {
   }
 }
 
+// actionButton is one of the sessions list's buttons; data-action names it
+// for the browser tests.
+function actionButton(className, action, text, onClick) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = className;
+  b.dataset.action = action;
+  b.textContent = text;
+  b.addEventListener("click", onClick);
+  return b;
+}
+
 function renderAdminSessions() {
   const when = (ms) => (ms ? new Date(ms).toLocaleString() : "");
   ui.adminSessions.replaceChildren(
@@ -1041,45 +1053,25 @@ function renderAdminSessions() {
       const meta = document.createElement("span");
       meta.className = "admin-session-meta";
       meta.textContent = when(s.updatedAt);
-      const reset = document.createElement("button");
-      reset.type = "button";
-      reset.className = "secondary";
-      reset.dataset.action = "reset";
-      reset.textContent = "Reset";
-      reset.addEventListener("click", () => adminSession("sessions.reset", s.key, "Reset " + sessionTitle(s) + "."));
+      const reset = actionButton("secondary", "reset", "Reset", () =>
+        adminSession("sessions.reset", s.key, "Reset " + sessionTitle(s) + "."));
       li.append(name, meta, reset);
       if (state.confirmDelete === s.key) {
         // A second, explicit click: deleting cannot be undone from here.
-        const yes = document.createElement("button");
-        yes.type = "button";
-        yes.className = "danger";
-        yes.dataset.action = "confirm-delete";
-        yes.textContent = "Delete for good";
-        yes.addEventListener("click", () => {
+        const yes = actionButton("danger", "confirm-delete", "Delete for good", () => {
           state.confirmDelete = "";
           adminSession("sessions.delete", s.key, "Deleted " + sessionTitle(s) + ".");
         });
-        const no = document.createElement("button");
-        no.type = "button";
-        no.className = "secondary";
-        no.dataset.action = "cancel-delete";
-        no.textContent = "Keep";
-        no.addEventListener("click", () => {
+        const no = actionButton("secondary", "cancel-delete", "Keep", () => {
           state.confirmDelete = "";
           renderAdminSessions();
         });
         li.append(yes, no);
       } else {
-        const del = document.createElement("button");
-        del.type = "button";
-        del.className = "danger";
-        del.dataset.action = "delete";
-        del.textContent = "Delete…";
-        del.addEventListener("click", () => {
+        li.append(actionButton("danger", "delete", "Delete…", () => {
           state.confirmDelete = s.key;
           renderAdminSessions();
-        });
-        li.append(del);
+        }));
       }
       return li;
     }),
