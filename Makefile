@@ -54,7 +54,7 @@ vmimage: deps
 # keeping the data volume, and an invalid config. About 3 minutes with the
 # image cached, 6 from nothing (docs/PERFORMANCE.md, "VM boot").
 vmtest: vmimage
-	SKYKOI_VMTEST=1 $(GO) test -count=1 -timeout 30m -v -run '^TestVM' ./vmtest
+	SKYKOI_VMTEST=1 $(GO) test -count=1 -timeout 45m -v -run '^TestVM' ./vmtest
 
 # fuzz runs every fuzz target for FUZZTIME each (the seed corpora run in `make test`).
 FUZZTIME ?= 60s
