@@ -5,7 +5,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -108,5 +110,110 @@ func readUntil(t *testing.T, ws *websocket.Conn, sub string) string {
 		if strings.Contains(string(data), sub) {
 			return string(data)
 		}
+	}
+}
+
+// TestKillNineMidCompaction: kill -9 while the model is summarising the
+// session (the summary request in flight) leaves a transcript that loads
+// with every message, and the next turn compacts and answers.
+func TestKillNineMidCompaction(t *testing.T) {
+	fake := bedrocktest.NewServer()
+	defer fake.Close()
+	var hangSummaries atomic.Bool
+	hangSummaries.Store(true)
+	isSummary := func(r bedrocktest.Request) bool {
+		for _, s := range r.System {
+			if s.Text != nil && strings.Contains(*s.Text, "You are compacting a conversation") {
+				return true
+			}
+		}
+		return false
+	}
+	fake.Handle(func(r bedrocktest.Request) bedrocktest.Reply {
+		if isSummary(r) {
+			if hangSummaries.Load() {
+				return bedrocktest.Reply{bedrocktest.Hang()}
+			}
+			return bedrocktest.Reply{bedrocktest.Text("SUMMARY of the earlier turns.")}
+		}
+		if strings.Contains(string(r.Body), "[memory flush]") {
+			return bedrocktest.Reply{bedrocktest.Text("NO_REPLY")}
+		}
+		return bedrocktest.Reply{bedrocktest.Text("ok")}
+	})
+
+	const token = "crash-test-token-0123456789abcdefghijklmnopqrs"
+	dir := t.TempDir()
+	port := freeTCPPort(t)
+	cfgPath := filepath.Join(dir, "skykoi.json")
+	cfg := fmt.Sprintf(`{gateway: {mode: "local", port: %d, auth: {tokenSha256: %q}},
+		agents: {defaults: {workspace: %q, contextTokens: 20000}},
+		models: {providers: {"amazon-bedrock": {region: "us-east-1", endpoint: %q}}}}`,
+		port, configgen.HashSecret(token), filepath.Join(dir, "koi"), fake.URL())
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := func() *exec.Cmd {
+		cmd := exec.Command(binary, "gateway", "run", "--config", cfgPath)
+		cmd.Env = append(os.Environ(), "HOME="+dir, "AWS_ACCESS_KEY_ID=AKIDTEST", "AWS_SECRET_ACCESS_KEY=secret", "AWS_EC2_METADATA_DISABLED=true")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		waitReady(t, port)
+		return cmd
+	}
+	send := func(ws *websocket.Conn, msg, key string) {
+		_ = ws.WriteJSON(map[string]any{"type": "req", "id": key, "method": "chat.send",
+			"params": map[string]any{"sessionKey": "main", "message": msg, "idempotencyKey": key}})
+	}
+	gw := start()
+	ws := dialWithToken(t, port, token)
+	big := strings.Repeat("word ", 2000) // 10 kB a turn
+	for i := range 4 {
+		key := fmt.Sprintf("k%d", i)
+		send(ws, fmt.Sprintf("turn %d %s", i, big), key)
+		readUntil(t, ws, `"state":"final"`)
+	}
+	send(ws, "/compact", "c1")
+	for deadline := time.Now().Add(patience(t)); !slices.ContainsFunc(fake.Requests(), isSummary); {
+		if time.Now().After(deadline) {
+			t.Fatal("the summary request never came")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := gw.Process.Kill(); err != nil { // SIGKILL mid-compaction
+		t.Fatal(err)
+	}
+	_ = gw.Wait()
+	ws.Close()
+
+	hangSummaries.Store(false)
+	start()
+	ws2 := dialWithToken(t, port, token)
+	_ = ws2.WriteJSON(map[string]any{"type": "req", "id": "h", "method": "chat.history", "params": map[string]any{"sessionKey": "main", "limit": 200}})
+	hist := readUntil(t, ws2, `"id":"h"`)
+	for i := range 4 {
+		if !strings.Contains(hist, fmt.Sprintf("turn %d word", i)) {
+			t.Errorf("history after kill -9 mid-compaction lacks turn %d", i)
+		}
+	}
+	if n := strings.Count(hist, `"role":"assistant"`); n != 4 {
+		t.Errorf("history after kill -9 has %d answers, want 4", n)
+	}
+	send(ws2, "/compact", "c2")
+	if done := readUntil(t, ws2, `"id":"c2"`); !strings.Contains(done, `"ok":true`) {
+		t.Fatalf("/compact after the restart: %s", done)
+	}
+	send(ws2, "still there?", "k9")
+	for {
+		f := readUntil(t, ws2, `"state":"final"`)
+		if strings.Contains(f, `"runId":"k9"`) {
+			break
+		}
+	}
+	reqs := fake.Requests()
+	if body := string(reqs[len(reqs)-1].Body); !strings.Contains(body, "SUMMARY of the earlier turns.") {
+		t.Errorf("the turn after the restart does not carry the new summary: %.600s", body)
 	}
 }
