@@ -122,7 +122,18 @@ func New(logger *slog.Logger) *Catalog {
 func (c *Catalog) Status(ws string) Report {
 	s := c.current(ws)
 	r := s.report
-	r.Skills = append([]Skill(nil), r.Skills...)
+	// Empty lists, never null: clients iterate them (OpenClaw's CLI and
+	// the page alike).
+	r.Skills = make([]Skill, len(s.report.Skills))
+	for i, sk := range s.report.Skills {
+		if sk.Problems == nil {
+			sk.Problems = []string{}
+		}
+		r.Skills[i] = sk
+	}
+	if r.Problems == nil {
+		r.Problems = []string{}
+	}
 	return r
 }
 

@@ -1,6 +1,7 @@
 package skills
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -281,4 +282,29 @@ func BenchmarkPrompt(b *testing.B) {
 			c.Prompt(ws)
 		}
 	})
+}
+
+// TestStatusListsAreNeverNull: a workspace without skills, and a skill
+// without problems, give empty lists on the wire, which clients iterate
+// (OpenClaw's CLI printed "skills": null before).
+func TestStatusListsAreNeverNull(t *testing.T) {
+	ws := t.TempDir()
+	b, err := json.Marshal(New(quiet).Status(ws))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"skills":[]`) || !strings.Contains(string(b), `"problems":[]`) {
+		t.Errorf("empty workspace: %s", b)
+	}
+	dir := filepath.Join(ws, "skills", "greet")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "SKILL.md"), []byte("---\nname: greet\ndescription: Say hello.\n---\nBody\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = json.Marshal(New(quiet).Status(ws))
+	if strings.Contains(string(b), "null") {
+		t.Errorf("a valid skill: %s", b)
+	}
 }
