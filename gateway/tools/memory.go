@@ -37,6 +37,9 @@ func (s *Set) memorySearchTool(ctx context.Context, input json.RawMessage) Resul
 	if err != nil {
 		return failure("memory_error", "memory_search: %v", err)
 	}
+	if res == nil {
+		res = []memory.Result{} // "results": [] tells the model plainly there was no hit
+	}
 	out, _ := json.Marshal(map[string]any{"results": res})
 	return Result{Text: string(out), Details: map[string]any{"results": len(res)}}
 }

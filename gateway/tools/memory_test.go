@@ -115,6 +115,9 @@ func TestMemorySearchTool(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.Text), &got); err != nil || len(got.Results) != 1 || got.Results[0].Path != "MEMORY.md" || got.Results[0].Source != "memory" {
 		t.Fatalf("memory_search = %s", r.Text)
 	}
+	if r := mustOK(t, run(t, s, "memory_search", map[string]any{"query": "zeppelin"})); r.Text != `{"results":[]}` {
+		t.Errorf("a search without hits = %s, want an empty list", r.Text)
+	}
 	for _, bad := range []map[string]any{{}, {"query": 5}, {"query": "x", "maxResults": 0}, {"query": "x", "minScore": 2}, {"query": "x", "other": 1}} {
 		mustFail(t, run(t, s, "memory_search", bad))
 	}
