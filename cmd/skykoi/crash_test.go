@@ -26,34 +26,10 @@ func TestKillNineMidRunThenRestart(t *testing.T) {
 	fake.Enqueue("*", bedrocktest.Reply{bedrocktest.Text("Running it."), bedrocktest.ToolUse("t1", "exec", `{"command":"sleep 10"}`), bedrocktest.Stop("tool_use")})
 	fake.Enqueue("*", bedrocktest.Reply{bedrocktest.Text("Back after the crash.")})
 
-	const token = "crash-test-token-0123456789abcdefghijklmnopqrs"
-	dir := t.TempDir()
-	port := freeTCPPort(t)
-	cfgPath := filepath.Join(dir, "skykoi.json")
-	cfg := fmt.Sprintf(`{gateway: {mode: "local", port: %d, auth: {tokenSha256: %q}},
-		agents: {defaults: {workspace: %q}}, tools: {exec: {security: "full"}},
-		models: {providers: {"amazon-bedrock": {region: "us-east-1", endpoint: %q}}}}`,
-		port, configgen.HashSecret(token), filepath.Join(dir, "koi"), fake.URL())
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	start := func() *exec.Cmd {
-		cmd := exec.Command(binary, "gateway", "run", "--config", cfgPath)
-		cmd.Env = append(os.Environ(), "HOME="+dir, "AWS_ACCESS_KEY_ID=AKIDTEST", "AWS_SECRET_ACCESS_KEY=secret", "AWS_EC2_METADATA_DISABLED=true")
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		waitReady(t, port)
-		return cmd
-	}
+	port, start := crashGateway(t, fake, "")
 	gw := start()
-	ws := dialWithToken(t, port, token)
-	send := func(ws *websocket.Conn, msg, key string) {
-		_ = ws.WriteJSON(map[string]any{"type": "req", "id": key, "method": "chat.send",
-			"params": map[string]any{"sessionKey": "main", "message": msg, "idempotencyKey": key}})
-	}
-	send(ws, "run something long", "k1")
+	ws := dialWithToken(t, port, crashToken)
+	sendChat(ws, "run something long", "k1")
 	// Wait for the tool to start: its event means the assistant's tool call is on disk.
 	readUntil(t, ws, `"stream":"tool"`)
 	if err := gw.Process.Kill(); err != nil { // SIGKILL: no drain, no flush
@@ -63,7 +39,7 @@ func TestKillNineMidRunThenRestart(t *testing.T) {
 	ws.Close()
 
 	start()
-	ws2 := dialWithToken(t, port, token)
+	ws2 := dialWithToken(t, port, crashToken)
 	_ = ws2.WriteJSON(map[string]any{"type": "req", "id": "h", "method": "chat.history", "params": map[string]any{"sessionKey": "main"}})
 	hist := readUntil(t, ws2, `"id":"h"`)
 	for _, want := range []string{"run something long", "Running it.", `"type":"toolCall"`} {
@@ -71,7 +47,7 @@ func TestKillNineMidRunThenRestart(t *testing.T) {
 			t.Errorf("history after kill -9 lacks %s: %s", want, hist)
 		}
 	}
-	send(ws2, "are you there?", "k2")
+	sendChat(ws2, "are you there?", "k2")
 	final := readUntil(t, ws2, `"state":"final"`)
 	if !strings.Contains(final, "Back after the crash.") {
 		t.Fatalf("next turn: %s", final)
@@ -81,6 +57,43 @@ func TestKillNineMidRunThenRestart(t *testing.T) {
 	if !strings.Contains(body, "interrupted") || !strings.Contains(body, `"toolUseId":"t1"`) {
 		t.Errorf("the model did not get an interrupted result for the dangling tool call: %s", body)
 	}
+}
+
+const crashToken = "crash-test-token-0123456789abcdefghijklmnopqrs"
+
+// crashGateway writes a config for the real binary against fake (exec at
+// "full"; agentsDefaults adds keys to agents.defaults) and returns the
+// gateway's port and a start that waits until it is ready. Each start is
+// killed at cleanup, so a test may kill -9 one and start another.
+func crashGateway(t *testing.T, fake *bedrocktest.Server, agentsDefaults string) (int, func() *exec.Cmd) {
+	t.Helper()
+	dir := t.TempDir()
+	port := freeTCPPort(t)
+	cfgPath := filepath.Join(dir, "skykoi.json")
+	cfg := fmt.Sprintf(`{gateway: {mode: "local", port: %d, auth: {tokenSha256: %q}},
+		agents: {defaults: {workspace: %q%s}}, tools: {exec: {security: "full"}},
+		models: {providers: {"amazon-bedrock": {region: "us-east-1", endpoint: %q}}}}`,
+		port, configgen.HashSecret(crashToken), filepath.Join(dir, "koi"), agentsDefaults, fake.URL())
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return port, func() *exec.Cmd {
+		cmd := exec.Command(binary, "gateway", "run", "--config", cfgPath)
+		cmd.Env = append(os.Environ(), "HOME="+dir, "AWS_ACCESS_KEY_ID=AKIDTEST", "AWS_SECRET_ACCESS_KEY=secret", "AWS_EC2_METADATA_DISABLED=true")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		waitReady(t, port)
+		return cmd
+	}
+}
+
+// sendChat sends one chat.send to the main session, its id the
+// idempotency key.
+func sendChat(ws *websocket.Conn, msg, key string) {
+	_ = ws.WriteJSON(map[string]any{"type": "req", "id": key, "method": "chat.send",
+		"params": map[string]any{"sessionKey": "main", "message": msg, "idempotencyKey": key}})
 }
 
 func dialWithToken(t *testing.T, port int, token string) *websocket.Conn {
@@ -142,40 +155,16 @@ func TestKillNineMidCompaction(t *testing.T) {
 		return bedrocktest.Reply{bedrocktest.Text("ok")}
 	})
 
-	const token = "crash-test-token-0123456789abcdefghijklmnopqrs"
-	dir := t.TempDir()
-	port := freeTCPPort(t)
-	cfgPath := filepath.Join(dir, "skykoi.json")
-	cfg := fmt.Sprintf(`{gateway: {mode: "local", port: %d, auth: {tokenSha256: %q}},
-		agents: {defaults: {workspace: %q, contextTokens: 20000}},
-		models: {providers: {"amazon-bedrock": {region: "us-east-1", endpoint: %q}}}}`,
-		port, configgen.HashSecret(token), filepath.Join(dir, "koi"), fake.URL())
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	start := func() *exec.Cmd {
-		cmd := exec.Command(binary, "gateway", "run", "--config", cfgPath)
-		cmd.Env = append(os.Environ(), "HOME="+dir, "AWS_ACCESS_KEY_ID=AKIDTEST", "AWS_SECRET_ACCESS_KEY=secret", "AWS_EC2_METADATA_DISABLED=true")
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		waitReady(t, port)
-		return cmd
-	}
-	send := func(ws *websocket.Conn, msg, key string) {
-		_ = ws.WriteJSON(map[string]any{"type": "req", "id": key, "method": "chat.send",
-			"params": map[string]any{"sessionKey": "main", "message": msg, "idempotencyKey": key}})
-	}
+	port, start := crashGateway(t, fake, ", contextTokens: 20000")
 	gw := start()
-	ws := dialWithToken(t, port, token)
+	ws := dialWithToken(t, port, crashToken)
 	big := strings.Repeat("word ", 2000) // 10 kB a turn
 	for i := range 4 {
 		key := fmt.Sprintf("k%d", i)
-		send(ws, fmt.Sprintf("turn %d %s", i, big), key)
+		sendChat(ws, fmt.Sprintf("turn %d %s", i, big), key)
 		readUntil(t, ws, `"state":"final"`)
 	}
-	send(ws, "/compact", "c1")
+	sendChat(ws, "/compact", "c1")
 	for deadline := time.Now().Add(patience(t)); !slices.ContainsFunc(fake.Requests(), isSummary); {
 		if time.Now().After(deadline) {
 			t.Fatal("the summary request never came")
@@ -190,7 +179,7 @@ func TestKillNineMidCompaction(t *testing.T) {
 
 	hangSummaries.Store(false)
 	start()
-	ws2 := dialWithToken(t, port, token)
+	ws2 := dialWithToken(t, port, crashToken)
 	_ = ws2.WriteJSON(map[string]any{"type": "req", "id": "h", "method": "chat.history", "params": map[string]any{"sessionKey": "main", "limit": 200}})
 	hist := readUntil(t, ws2, `"id":"h"`)
 	for i := range 4 {
@@ -201,11 +190,11 @@ func TestKillNineMidCompaction(t *testing.T) {
 	if n := strings.Count(hist, `"role":"assistant"`); n != 4 {
 		t.Errorf("history after kill -9 has %d answers, want 4", n)
 	}
-	send(ws2, "/compact", "c2")
+	sendChat(ws2, "/compact", "c2")
 	if done := readUntil(t, ws2, `"id":"c2"`); !strings.Contains(done, `"ok":true`) {
 		t.Fatalf("/compact after the restart: %s", done)
 	}
-	send(ws2, "still there?", "k9")
+	sendChat(ws2, "still there?", "k9")
 	for {
 		f := readUntil(t, ws2, `"state":"final"`)
 		if strings.Contains(f, `"runId":"k9"`) {
