@@ -73,11 +73,7 @@ func TestDNSRebindingRefused(t *testing.T) {
 	ts := startServer(t, withConfig("gateway.controlUi.allowedOrigins", []any{"https://app.skykoi.dev"}))
 	_, port, _ := net.SplitHostPort(ts.Addr().String())
 	attacker := "attacker.test:" + port
-	tests := []struct {
-		name, path, host, origin string
-		ws                       bool
-		want                     int
-	}{
+	runHostCases(t, ts, []hostCase{
 		{"rebound page", "/", attacker, "", false, http.StatusMisdirectedRequest},
 		{"rebound asset", "/app.js", attacker, "", false, http.StatusMisdirectedRequest},
 		{"rebound socket", "", attacker, "http://" + attacker, true, http.StatusMisdirectedRequest},
@@ -98,65 +94,21 @@ func TestDNSRebindingRefused(t *testing.T) {
 		// Probes carry whatever name the prober used and reveal nothing.
 		{"healthz by any name", "/healthz", attacker, "", false, http.StatusOK},
 		{"readyz by any name", "/readyz", attacker, "", false, http.StatusOK},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var code int
-			var body string
-			if tt.ws {
-				code, body, _ = dialHost(t, ts, tt.host, tt.origin)
-			} else {
-				code, body = hostRequest(t, ts, tt.path, tt.host, tt.origin)
-			}
-			if code != tt.want {
-				t.Fatalf("Host %q Origin %q: HTTP %d, want %d (%s)", tt.host, tt.origin, code, tt.want, body)
-			}
-			if code == http.StatusMisdirectedRequest {
-				var e struct {
-					OK    bool   `json:"ok"`
-					Error string `json:"error"`
-				}
-				if err := json.Unmarshal([]byte(body), &e); err != nil || e.OK {
-					t.Fatalf("refusal is not a JSON error: %q", body)
-				}
-				if !strings.Contains(e.Error, "gateway.controlUi.allowedOrigins") || !strings.Contains(e.Error, hostOnly(tt.host)) {
-					t.Errorf("refusal %q does not name the host and the key to set", e.Error)
-				}
-			}
-		})
-	}
+	})
 }
 
 // TestAllowedOriginHosts is the nginx case: the owner reaches the Koi by a
 // DNS name, which is accepted once its origin is listed.
 func TestAllowedOriginHosts(t *testing.T) {
 	ts := startServer(t, withConfig("gateway.controlUi.allowedOrigins", []any{"https://koi.example.com"}))
-	tests := []struct {
-		name, host, origin string
-		ws                 bool
-		want               int
-	}{
-		{"page by the listed name", "koi.example.com", "", false, http.StatusOK},
-		{"page by the listed name with port", "koi.example.com:8443", "", false, http.StatusOK},
-		{"page by the listed name, other case, trailing dot", "KOI.Example.COM.", "", false, http.StatusOK},
-		{"socket from its own page", "koi.example.com", "https://koi.example.com", true, http.StatusSwitchingProtocols},
-		{"socket from a foreign page to the listed name", "koi.example.com", "https://evil.example", true, http.StatusForbidden},
-		{"a subdomain is not listed", "x.koi.example.com", "", false, http.StatusMisdirectedRequest},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var code int
-			var body string
-			if tt.ws {
-				code, body, _ = dialHost(t, ts, tt.host, tt.origin)
-			} else {
-				code, body = hostRequest(t, ts, "/", tt.host, tt.origin)
-			}
-			if code != tt.want {
-				t.Fatalf("Host %q Origin %q: HTTP %d, want %d (%s)", tt.host, tt.origin, code, tt.want, body)
-			}
-		})
-	}
+	runHostCases(t, ts, []hostCase{
+		{"page by the listed name", "/", "koi.example.com", "", false, http.StatusOK},
+		{"page by the listed name with port", "/", "koi.example.com:8443", "", false, http.StatusOK},
+		{"page by the listed name, other case, trailing dot", "/", "KOI.Example.COM.", "", false, http.StatusOK},
+		{"socket from its own page", "", "koi.example.com", "https://koi.example.com", true, http.StatusSwitchingProtocols},
+		{"socket from a foreign page to the listed name", "", "koi.example.com", "https://evil.example", true, http.StatusForbidden},
+		{"a subdomain is not listed", "/", "x.koi.example.com", "", false, http.StatusMisdirectedRequest},
+	})
 }
 
 // TestAuthNoneRefusesBrowsers: with auth "none", even a page the Host and
@@ -219,4 +171,44 @@ func FuzzHostAllowed(f *testing.F) {
 			}
 		}
 	})
+}
+
+// hostCase is one request of the Host rule's tables: a page or asset at
+// path, or (ws) a socket upgrade, with the Host and Origin it carries.
+type hostCase struct {
+	name, path, host, origin string
+	ws                       bool
+	want                     int
+}
+
+// runHostCases checks each case's status; a 421 must be a JSON error that
+// names the refused host and the key to set.
+func runHostCases(t *testing.T, ts *testServer, tests []hostCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var code int
+			var body string
+			if tt.ws {
+				code, body, _ = dialHost(t, ts, tt.host, tt.origin)
+			} else {
+				code, body = hostRequest(t, ts, tt.path, tt.host, tt.origin)
+			}
+			if code != tt.want {
+				t.Fatalf("Host %q Origin %q: HTTP %d, want %d (%s)", tt.host, tt.origin, code, tt.want, body)
+			}
+			if code == http.StatusMisdirectedRequest {
+				var e struct {
+					OK    bool   `json:"ok"`
+					Error string `json:"error"`
+				}
+				if err := json.Unmarshal([]byte(body), &e); err != nil || e.OK {
+					t.Fatalf("refusal is not a JSON error: %q", body)
+				}
+				if !strings.Contains(e.Error, "gateway.controlUi.allowedOrigins") || !strings.Contains(e.Error, hostOnly(tt.host)) {
+					t.Errorf("refusal %q does not name the host and the key to set", e.Error)
+				}
+			}
+		})
+	}
 }
