@@ -309,12 +309,7 @@ func (l *loop) compactNow(reason string, tokensBefore int, willRetry bool) error
 			l.rt.log.Warn("memory flush before the compaction failed; compacting anyway", "run", l.run.ID, "err", err)
 		}
 	}
-	c := compactor{rt: l.rt, key: l.run.SessionKey, models: l.modelRefs(), window: l.window(), onUsage: func(u bedrock.Usage) {
-		l.usage.InputTokens += u.InputTokens
-		l.usage.OutputTokens += u.OutputTokens
-		l.usage.CacheReadTokens += u.CacheReadTokens
-		l.usage.CacheWriteTokens += u.CacheWriteTokens
-	}}
+	c := compactor{rt: l.rt, key: l.run.SessionKey, models: l.modelRefs(), window: l.window(), onUsage: l.addUsage}
 	res, entry, kept, err := c.compact(l.ctx, tokensBefore)
 	if err != nil {
 		l.em.compaction(map[string]any{"phase": "end", "reason": reason, "ok": false, "error": err.Error(), "willRetry": false})
@@ -347,12 +342,7 @@ func compactFailure(err error) (string, string) {
 // compactOnly is a run that compacts the session's context on request and
 // answers with what it did; it records nothing but the compaction entry.
 func (l *loop) compactOnly() {
-	specs := l.tools.Specs()
-	toolSpecs := make([]bedrock.ToolSpec, len(specs))
-	for i, s := range specs {
-		toolSpecs[i] = bedrock.ToolSpec{Name: s.Name, Description: s.Description, InputSchema: s.InputSchema}
-	}
-	size := l.contextSize(l.rt.systemPrompt(l.run.params.ExtraSystemPrompt), toolSpecs)
+	size := l.contextSize(l.rt.systemPrompt(l.run.params.ExtraSystemPrompt), modelSpecs(l.tools.Specs(), nil))
 	err := l.compactNow("manual", size, false)
 	switch {
 	case errors.Is(err, errNothingToCompact):

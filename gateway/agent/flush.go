@@ -73,10 +73,7 @@ func (r *Runtime) FlushMemory(ctx context.Context, key string) error {
 	defer stop()
 
 	cfg := r.opts.Config()
-	refs := cfg.ModelRefs()
-	if entry.Model != "" {
-		refs = append([]string{entry.Model}, slices.DeleteFunc(refs, func(m string) bool { return m == entry.Model })...)
-	}
+	refs := modelRefs(cfg, entry.Model)
 	window := contextWindow(cfg, refs)
 	msgs := buildMessages(cv.Compaction, cv.Messages, window)
 	note := bedrock.Block{Type: bedrock.BlockText, Text: "[memory flush] Save what is worth keeping from this conversation now, or answer " + SilentReply + "."}
@@ -86,12 +83,7 @@ func (r *Runtime) FlushMemory(ctx context.Context, key string) error {
 		msgs = append(msgs, bedrock.Message{Role: bedrock.RoleUser, Content: []bedrock.Block{note}})
 	}
 	system := append(r.systemPrompt(""), bedrock.SystemBlock{Text: fmt.Sprintf(flushInstruction, r.opts.MemoryNote())})
-	var specs []bedrock.ToolSpec
-	for _, s := range tl.Specs() {
-		if slices.Contains(flushTools, s.Name) {
-			specs = append(specs, bedrock.ToolSpec{Name: s.Name, Description: s.Description, InputSchema: s.InputSchema})
-		}
-	}
+	specs := modelSpecs(tl.Specs(), flushTools)
 	for step := 0; step < flushMaxSteps; step++ {
 		// The flush's own tool results grow the context: cut huge ones as
 		// a run does, and stop rather than send what the model would

@@ -14,6 +14,7 @@ import (
 	"github.com/skykoi/skykoi/gateway/bedrock"
 	"github.com/skykoi/skykoi/gateway/protocol"
 	"github.com/skykoi/skykoi/gateway/session"
+	"github.com/skykoi/skykoi/gateway/tools"
 )
 
 // Run statuses.
@@ -242,8 +243,12 @@ func (r *Runtime) execute(run *Run) {
 	l.msgs = buildMessages(cv.Compaction, cv.Messages, l.window())
 	if entry.ContextTokens > 0 && len(l.msgs) > 0 {
 		// Bedrock's count for the context up to the last answer; what
-		// follows it (this message) is estimated.
+		// follows it (this message) is estimated. A compaction run
+		// appended nothing, so its context ends with that answer.
 		l.base, l.baseLen = entry.ContextTokens, len(l.msgs)-1
+		if run.params.Compact {
+			l.baseLen = len(l.msgs)
+		}
 	}
 	l.setup()
 	if run.params.Compact {
@@ -332,28 +337,49 @@ func (l *loop) addText(d string) {
 	l.chatCo.Add(d)
 }
 
-func (l *loop) modelRefs() []string {
-	refs := l.cfg.ModelRefs()
-	if l.sessionModel != "" {
-		out := []string{l.sessionModel}
-		for _, m := range refs {
-			if m != l.sessionModel {
-				out = append(out, m)
-			}
-		}
-		return out
+func (l *loop) modelRefs() []string { return modelRefs(l.cfg, l.sessionModel) }
+
+// modelRefs is the config's models with the session's own choice, if it
+// has one, tried first.
+func modelRefs(cfg configgen.Config, sessionModel string) []string {
+	refs := cfg.ModelRefs()
+	if sessionModel == "" {
+		return refs
 	}
-	return refs
+	out := []string{sessionModel}
+	for _, m := range refs {
+		if m != sessionModel {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// addUsage counts one model response's tokens (an answer's or a summary's)
+// toward the run.
+func (l *loop) addUsage(u bedrock.Usage) {
+	l.usage.InputTokens += u.InputTokens
+	l.usage.OutputTokens += u.OutputTokens
+	l.usage.CacheReadTokens += u.CacheReadTokens
+	l.usage.CacheWriteTokens += u.CacheWriteTokens
+}
+
+// modelSpecs is the tool list as the model gets it; with only, just the
+// named tools.
+func modelSpecs(specs []tools.Spec, only []string) []bedrock.ToolSpec {
+	out := make([]bedrock.ToolSpec, 0, len(specs))
+	for _, s := range specs {
+		if only == nil || slices.Contains(only, s.Name) {
+			out = append(out, bedrock.ToolSpec{Name: s.Name, Description: s.Description, InputSchema: s.InputSchema})
+		}
+	}
+	return out
 }
 
 func (l *loop) runSteps() {
 	rt := l.rt
 	system := rt.systemPrompt(l.run.params.ExtraSystemPrompt)
-	specs := l.tools.Specs()
-	toolSpecs := make([]bedrock.ToolSpec, len(specs))
-	for i, s := range specs {
-		toolSpecs[i] = bedrock.ToolSpec{Name: s.Name, Description: s.Description, InputSchema: s.InputSchema}
-	}
+	toolSpecs := modelSpecs(l.tools.Specs(), nil)
 	thinking := l.cfg.Agents.Defaults.Thinking
 	if l.run.params.Thinking != "" {
 		thinking = l.run.params.Thinking
@@ -367,17 +393,20 @@ func (l *loop) runSteps() {
 		window := l.window()
 		size := l.contextSize(system, toolSpecs)
 		if !l.noAutoCompact && size >= window*CompactPercent/100 {
-			if err := l.compactNow("threshold", size, false); err != nil {
-				rt.log.Warn("could not compact the session context before sending", "run", l.run.ID, "err", err)
-				l.noAutoCompact = true
-			} else if l.contextSize(system, toolSpecs) >= window*CompactPercent/100 {
-				l.noAutoCompact = true
-			}
+			err := l.compactNow("threshold", size, false)
 			if l.ctx.Err() != nil {
 				l.endErr(context.Cause(l.ctx))
 				return
 			}
 			size = l.contextSize(system, toolSpecs)
+			if err != nil {
+				rt.log.Warn("could not compact the session context before sending", "run", l.run.ID, "err", err)
+				l.noAutoCompact = true
+			} else if size >= window*CompactPercent/100 {
+				// Still over after compacting: another try this run would
+				// summarise the same turns again.
+				l.noAutoCompact = true
+			}
 		}
 		req := bedrock.Request{Models: l.modelRefs(), System: system, Messages: l.msgs, Tools: toolSpecs,
 			MaxTokens: l.cfg.Agents.Defaults.MaxTokens, Thinking: thinking, CacheMessagesUpTo: len(l.msgs) - 1}
@@ -429,13 +458,11 @@ func (l *loop) runSteps() {
 		l.stop = resp.StopReason
 		u := session.Usage{InputTokens: resp.Usage.InputTokens, OutputTokens: resp.Usage.OutputTokens,
 			CacheReadTokens: resp.Usage.CacheReadTokens, CacheWriteTokens: resp.Usage.CacheWriteTokens}
-		l.usage.InputTokens += u.InputTokens
-		l.usage.OutputTokens += u.OutputTokens
-		l.usage.CacheReadTokens += u.CacheReadTokens
-		l.usage.CacheWriteTokens += u.CacheWriteTokens
+		l.addUsage(resp.Usage)
 		l.retried = false
 		l.msgs = append(l.msgs, bedrock.Message{Role: bedrock.RoleAssistant, Content: resp.Content})
-		l.base, l.baseLen = u.InputTokens+u.CacheReadTokens+u.CacheWriteTokens+u.OutputTokens, len(l.msgs)
+		// The same count the session index keeps as ContextTokens.
+		l.base, l.baseLen = u.Total(), len(l.msgs)
 		if _, err := rt.opts.Sessions.Append(l.run.SessionKey, assistantMessage(resp, l.run.ID, u)); err != nil {
 			l.end(StatusError, "could not record the answer: "+err.Error(), protocol.CodeUnavailable)
 			return

@@ -91,12 +91,12 @@ type Options struct {
 	// OnRunEnd, when set, is called once per run as it reaches its
 	// terminal state (the gateway counts it as activity for the idle stop).
 	OnRunEnd func()
-	// MaxQueuedPerSession, MaxRuns and QueueRetryAfter bound admission
-	// (defaults DefaultMaxQueuedPerSession, DefaultMaxRuns,
-	// DefaultQueueRetryAfter); past a bound Submit returns a *QueueFullError.
+	// MaxQueuedPerSession and MaxRuns bound admission (defaults
+	// DefaultMaxQueuedPerSession, DefaultMaxRuns); past a bound Submit
+	// returns a *QueueFullError that asks to retry after
+	// DefaultQueueRetryAfter.
 	MaxQueuedPerSession int
 	MaxRuns             int
-	QueueRetryAfter     time.Duration
 	// PromptSections, when set, returns text appended to the system prompt
 	// after the workspace files (memory notes, the skills list; "" adds
 	// nothing). It is called once per run, so it must be cheap.
@@ -133,9 +133,6 @@ type sessionQueue struct {
 // ErrShuttingDown refuses new runs during a drain.
 var ErrShuttingDown = errors.New("the gateway is shutting down; try again after it restarts")
 
-// ErrQueueFull matches (errors.Is) every *QueueFullError.
-var ErrQueueFull = errors.New("run queue full")
-
 // QueueFullError refuses a run past an admission bound. It is temporary:
 // the same message is accepted once runs have ended.
 type QueueFullError struct {
@@ -152,8 +149,6 @@ func (e *QueueFullError) Error() string {
 	return fmt.Sprintf("the Koi already has %d runs in progress or waiting across its sessions; "+
 		"wait for some to finish (or stop them with chat.abort) and send again", e.Limit)
 }
-
-func (e *QueueFullError) Is(target error) bool { return target == ErrQueueFull }
 
 // errAborted and errTimeout are run cancellation causes.
 var (
@@ -184,9 +179,6 @@ func New(o Options) *Runtime {
 	}
 	if o.MaxRuns <= 0 {
 		o.MaxRuns = DefaultMaxRuns
-	}
-	if o.QueueRetryAfter <= 0 {
-		o.QueueRetryAfter = DefaultQueueRetryAfter
 	}
 	base, cancel := context.WithCancelCause(context.Background())
 	return &Runtime{opts: o, log: o.Logger, base: base, cancel: cancel,
@@ -232,10 +224,10 @@ func (r *Runtime) Submit(p SubmitParams) (run *Run, existing bool, err error) {
 	}
 	q := r.queues[p.SessionKey]
 	if q != nil && q.running != nil && len(q.pending) >= r.opts.MaxQueuedPerSession {
-		return nil, false, &QueueFullError{Session: true, Limit: r.opts.MaxQueuedPerSession, RetryAfter: r.opts.QueueRetryAfter}
+		return nil, false, &QueueFullError{Session: true, Limit: r.opts.MaxQueuedPerSession, RetryAfter: DefaultQueueRetryAfter}
 	}
 	if r.unfinished >= r.opts.MaxRuns {
-		return nil, false, &QueueFullError{Limit: r.opts.MaxRuns, RetryAfter: r.opts.QueueRetryAfter}
+		return nil, false, &QueueFullError{Limit: r.opts.MaxRuns, RetryAfter: DefaultQueueRetryAfter}
 	}
 	id := p.IdempotencyKey
 	if id == "" {
