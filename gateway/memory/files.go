@@ -11,6 +11,7 @@ package memory
 import (
 	"errors"
 	"fmt"
+	"github.com/skykoi/skykoi/internal/regularfile"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -203,18 +204,11 @@ func readRegular(ws, rel string, limit int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(real)
+	f, _, err := regularfile.Open(real)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reading %s: %w", rel, err)
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", rel)
-	}
 	return io.ReadAll(io.LimitReader(f, limit))
 }
 

@@ -4,8 +4,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/skykoi/skykoi/internal/testwait"
 )
 
 // newTestStore is a Store on a fresh workspace and state directory whose
@@ -113,5 +116,36 @@ func TestPromptSectionRefusesSymlinks(t *testing.T) {
 	}
 	if got := s.PromptSection(); strings.Contains(got, "ssh key") {
 		t.Fatalf("a MEMORY.md symlink out of the workspace was read into the prompt: %q", got)
+	}
+}
+
+// TestFIFOsDoNotHang: a FIFO named MEMORY.md (or a note) is refused, not
+// waited on: opening one for reading blocks until a writer comes, which
+// would hang every turn's system prompt and memory_get.
+func TestFIFOsDoNotHang(t *testing.T) {
+	s, ws := newTestStore(t, time.Date(2026, 3, 3, 12, 0, 0, 0, time.UTC))
+	writeFile(t, ws, "memory/2026-03-03.md", "- the dentist is on Friday\n")
+	if err := syscall.Mkfifo(filepath.Join(ws, "MEMORY.md"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan string, 1)
+	go func() { done <- s.PromptSection() }()
+	select {
+	case got := <-done:
+		if !strings.Contains(got, "dentist") {
+			t.Errorf("the prompt lost today's note beside the FIFO: %q", got)
+		}
+	case <-time.After(testwait.Patience(t)):
+		t.Fatal("PromptSection hung on a FIFO named MEMORY.md")
+	}
+	errc := make(chan error, 1)
+	go func() { _, err := s.Get("MEMORY.md", 0, 0); errc <- err }()
+	select {
+	case err := <-errc:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("memory_get of a FIFO: %v, want it refused as not a regular file", err)
+		}
+	case <-time.After(testwait.Patience(t)):
+		t.Fatal("Get hung on a FIFO named MEMORY.md")
 	}
 }

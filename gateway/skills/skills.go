@@ -18,10 +18,10 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/skykoi/skykoi/gateway/tools"
+	"github.com/skykoi/skykoi/internal/regularfile"
 )
 
 // Bounds. A skill list is prompt text on every turn and discovery runs on
@@ -312,23 +312,15 @@ func readSkill(wsReal, base, file string) (Frontmatter, error) {
 	if !tools.Within(wsReal, real) {
 		return Frontmatter{}, fmt.Errorf("%s leads outside the workspace %s (through a symlink, to %s); skills are read only from inside the workspace, so copy the skill in instead of linking it", file, wsReal, real)
 	}
-	// O_NONBLOCK: a FIFO named SKILL.md must not hang the turn; it is
-	// refused below as not a regular file.
-	f, err := os.OpenFile(real, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	// A FIFO named SKILL.md must not hang the turn: OpenRegular refuses it.
+	f, fi, err := regularfile.Open(real)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Frontmatter{}, fmt.Errorf("%s has no SKILL.md; a skill is skills/<name>/SKILL.md (skills nested deeper are not looked for)", base)
 	}
 	if err != nil {
-		return Frontmatter{}, fmt.Errorf("opening %s: %w", file, err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
 		return Frontmatter{}, fmt.Errorf("reading %s: %w", file, err)
 	}
-	if !fi.Mode().IsRegular() {
-		return Frontmatter{}, fmt.Errorf("%s is not a regular file", file)
-	}
+	defer f.Close()
 	if fi.Size() > MaxFileBytes {
 		return Frontmatter{}, tooLarge(file, fi.Size())
 	}
