@@ -20,9 +20,17 @@ func TestPatienceScales(t *testing.T) {
 	}
 }
 
-func TestPatienceForBenchmarks(t *testing.T) {
-	var b testing.B
-	if p := Patience(&b); p != noDeadline {
-		t.Errorf("a benchmark's patience is %v, want %v", p, noDeadline)
+// withoutDeadline is a test run with -timeout 0.
+type withoutDeadline struct{ testing.TB }
+
+func (withoutDeadline) Deadline() (time.Time, bool) { return time.Time{}, false }
+
+// TestPatienceWithoutDeadline: -timeout 0 and benchmarks (no Deadline
+// method) both get the generous constant.
+func TestPatienceWithoutDeadline(t *testing.T) {
+	for name, tb := range map[string]testing.TB{"-timeout 0": withoutDeadline{t}, "benchmark": &testing.B{}} {
+		if p := Patience(tb); p != noDeadline {
+			t.Errorf("%s: patience %v, want %v", name, p, noDeadline)
+		}
 	}
 }
