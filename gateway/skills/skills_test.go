@@ -239,13 +239,28 @@ func TestCache(t *testing.T) {
 		{"edit in place, same size", func() { writeFile(t, file, skillMD("a", "secnd")) }, "a=secnd"},
 		{"edit again at once", func() { writeFile(t, file, skillMD("a", "third")) }, "a=third"},
 		{"new skill", func() { writeFile(t, filepath.Join(ws, "skills", "b", "SKILL.md"), skillMD("b", "bee")) }, "a=third,b=bee"},
-		{"removed skill", func() { _ = os.RemoveAll(filepath.Join(ws, "skills", "a")) }, "b=bee"},
+		// Written and aged before the next turn: only the stamps, not the
+		// racy window, can tell the cache that something changed.
+		{"new skill, old stamps", func() {
+			writeFile(t, filepath.Join(ws, "skills", "c", "SKILL.md"), skillMD("c", "sea"))
+			age(t, ws)
+		}, "a=third,b=bee,c=sea"},
+		{"removed skill", func() { _ = os.RemoveAll(filepath.Join(ws, "skills", "a")) }, "b=bee,c=sea"},
 		{"skills directory removed", func() { _ = os.RemoveAll(filepath.Join(ws, "skills")) }, ""},
 	}
 	for _, st := range steps {
 		st.change()
 		if got := desc(); got != st.want {
 			t.Errorf("%s: got %q, want %q", st.name, got, st.want)
+		}
+		// With every stamp out of the racy window the cache must hold:
+		// one more scan at most (the aging itself changed the stamps),
+		// then none, and the same answer.
+		age(t, ws)
+		desc()
+		n := c.scans
+		if got := desc(); got != st.want || c.scans != n {
+			t.Errorf("%s, settled: got %q after %d more scans, want %q from the cache", st.name, got, c.scans-n, st.want)
 		}
 	}
 }
