@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/skykoi/skykoi/configgen"
+	"github.com/skykoi/skykoi/gateway"
 	"github.com/skykoi/skykoi/gateway/client"
 	"github.com/skykoi/skykoi/gateway/protocol"
 	"github.com/skykoi/skykoi/gateway/session"
@@ -269,21 +270,13 @@ type chat struct {
 // runs cannot work, a line when they can again.
 func (c *chat) modelHealth(health any, t *chatui.Turn) {
 	var h struct {
-		Model *struct {
-			Reachable *bool  `json:"reachable"`
-			Error     string `json:"error"`
-		} `json:"model"`
+		Model *gateway.HealthModel `json:"model"`
 	}
-	switch v := health.(type) {
-	case json.RawMessage:
-		if json.Unmarshal(v, &h) != nil {
-			return
-		}
-	default:
-		raw, err := json.Marshal(v)
-		if err != nil || json.Unmarshal(raw, &h) != nil {
-			return
-		}
+	// A RawMessage marshals to itself, so one path serves the event's
+	// payload and hello-ok's decoded snapshot.
+	raw, err := json.Marshal(health)
+	if err != nil || json.Unmarshal(raw, &h) != nil {
+		return
 	}
 	if h.Model == nil || h.Model.Reachable == nil {
 		return
@@ -664,6 +657,7 @@ func (c *chat) turn(ctx context.Context, message string) error {
 					// the socket was down, its final event is lost and
 					// agent.wait plus chat.history tell the outcome.
 					startWait()
+					c.modelHealth(c.cl.Hello().Snapshot.Health, t)
 				}
 			}
 		case r := <-waits:
