@@ -34,7 +34,7 @@ func BenchmarkMemorySearch(b *testing.B) {
 	}
 	writeFile(b, ws, "MEMORY.md", "# Long term\nThe dog is called Biscuit.\n")
 	ctx := context.Background()
-	if err := s.Sync(ctx); err != nil {
+	if err := s.syncIndex(ctx); err != nil {
 		b.Fatal(err)
 	}
 	if got := countChunks(b, s, dailyPath(day)); got == 0 {

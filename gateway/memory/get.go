@@ -11,8 +11,11 @@ import (
 const (
 	DefaultGetLines = 120
 	GetMaxChars     = 12000
-	getMaxFile      = 8 << 20
 )
+
+// maxMemoryFile is the most of one memory file that is read, by memory_get
+// and by the index alike.
+const maxMemoryFile = 8 << 20
 
 // Excerpt is what memory_get returns: lines from..from+lines-1 of a memory
 // file. NextFrom is the line to continue from when more follows (0 at the
@@ -38,7 +41,7 @@ func (s *Store) Get(rel string, from, lines int) (Excerpt, error) {
 	if lines <= 0 {
 		lines = DefaultGetLines
 	}
-	data, err := readRegular(s.opts.Workspace(), rel, getMaxFile)
+	data, err := readRegular(s.opts.Workspace(), rel, maxMemoryFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Excerpt{}, fmt.Errorf("reading memory file %s: it does not exist (memory_search finds what is kept; write creates a note)", rel)
 	}

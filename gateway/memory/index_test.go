@@ -208,18 +208,18 @@ func FuzzMatchExpr(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, q string) {
-		m := MatchExpr(q)
+		m := matchExpr(q)
 		if m == "" {
 			return
 		}
 		rows, err := db.Query(`SELECT rowid FROM t WHERE t MATCH ?`, m)
 		if err != nil {
-			t.Fatalf("MatchExpr(%q) = %q: %v", q, m, err)
+			t.Fatalf("matchExpr(%q) = %q: %v", q, m, err)
 		}
 		for rows.Next() {
 		}
 		if err := rows.Err(); err != nil {
-			t.Fatalf("MatchExpr(%q) = %q: %v", q, m, err)
+			t.Fatalf("matchExpr(%q) = %q: %v", q, m, err)
 		}
 		rows.Close()
 	})
