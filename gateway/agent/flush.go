@@ -124,13 +124,13 @@ func (r *Runtime) FlushMemory(ctx context.Context, key string) error {
 
 // flushIfResetDue runs the memory flush when the session's reset policy is
 // about to start it over (the run's Resolve does the reset): it runs in the
-// session's queue, before the run, so it sees the old conversation and
-// nothing else writes to it meanwhile.
-func (r *Runtime) flushIfResetDue(run *Run) {
+// session's queue at the start of the run, so it sees the old conversation
+// and nothing else writes to it meanwhile.
+func (r *Runtime) flushIfResetDue(ctx context.Context, run *Run) {
 	if r.opts.MemoryNote == nil || r.opts.Sessions.ResetDue(run.SessionKey) == "" {
 		return
 	}
-	if err := r.FlushMemory(r.base, run.SessionKey); err != nil {
+	if err := r.FlushMemory(ctx, run.SessionKey); err != nil {
 		r.log.Warn("memory flush before the reset failed; resetting anyway", "key", run.SessionKey, "err", err)
 	}
 }

@@ -203,6 +203,9 @@ func (r *Runtime) execute(run *Run) {
 		r.finish(run, Result{Status: StatusAborted, Aborted: true, Summary: "aborted before it started"})
 		return
 	}
+	// Before Resolve starts the session over: the run's own context, so
+	// aborting the run (or its timeout) also ends the flush.
+	r.flushIfResetDue(ctx, run)
 
 	entry, reset, err := r.opts.Sessions.Resolve(run.SessionKey)
 	em := &emitter{rt: r, run: run}

@@ -262,7 +262,6 @@ func (r *Runtime) startNextLocked(key string, q *sessionQueue) {
 	q.pending = q.pending[1:]
 	q.running = run
 	go func() {
-		r.flushIfResetDue(run)
 		r.execute(run)
 		r.mu.Lock()
 		r.startNextLocked(key, q)
