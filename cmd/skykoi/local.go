@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 
@@ -43,47 +42,46 @@ func newLocalCmd() *cobra.Command {
 			// Bind before anything is written or shown: a token printed
 			// for a Koi that then fails to start is a token to throw away.
 			var (
-				l       net.Listener
+				cfg     configgen.Config
 				token   string
 				created []byte
 			)
 			switch _, err := os.Stat(path); {
 			case errors.Is(err, fs.ErrNotExist):
+				if err := checkPortFlag(c, port); err != nil {
+					return err
+				}
 				if token, created, err = newLocalConfig(port); err != nil {
 					return err
 				}
-				first, err := configgen.Parse(created)
-				if err != nil {
+				if cfg, err = configgen.Parse(created); err != nil {
 					return fmt.Errorf("checking the new config: %w", err)
-				}
-				if l, err = listenFor(first.Gateway); err != nil {
-					return err
 				}
 			case err != nil:
 				return fmt.Errorf("reading %s: %w", path, err)
 			default:
-				cfg, err := loadRunConfig(c, path, port)
-				if err != nil {
-					return err
-				}
-				if l, err = listenFor(cfg.Gateway); err != nil {
+				if cfg, err = loadRunConfig(c, path, port); err != nil {
 					return err
 				}
 			}
-			cfg, err := func() (configgen.Config, error) {
-				if created != nil {
-					if err := writeLocalConfig(path, created, out); err != nil {
-						return configgen.Config{}, err
-					}
-				} else if newToken {
-					var err error
-					if token, err = rotateToken(path); err != nil {
-						return configgen.Config{}, err
-					}
-				}
-				return loadRunConfig(c, path, port)
-			}()
+			l, err := listenFor(cfg.Gateway)
 			if err != nil {
+				return err
+			}
+			if err := func() error {
+				switch {
+				case created != nil:
+					return writeLocalConfig(path, created, out)
+				case newToken:
+					// The token's digest changed on disk: run with it.
+					if token, err = rotateToken(path); err != nil {
+						return err
+					}
+					cfg, err = loadRunConfig(c, path, port)
+					return err
+				}
+				return nil
+			}(); err != nil {
 				l.Close()
 				return err
 			}
