@@ -445,10 +445,9 @@ func (v *validator) format(n *node, path, s string) {
 			v.add(path, "must be an IP address, got %s", quote(s))
 		}
 	case fmtIPOrCIDR:
-		if _, err := netip.ParseAddr(s); err != nil {
-			if _, err := netip.ParsePrefix(s); err != nil {
-				v.add(path, "must be an IP address or CIDR (such as 10.0.0.0/8), got %s", quote(s))
-			}
+		// The same reading the breadth check below applies.
+		if _, err := netbreadth.ParsePrefixOrAddr(s); err != nil {
+			v.add(path, "must be an IP address or CIDR (such as 10.0.0.0/8), got %s", quote(s))
 		}
 	case fmtOrigin:
 		if !validOrigin(s) {

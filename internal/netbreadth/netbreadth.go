@@ -25,8 +25,8 @@ import (
 // Widest single prefixes allowed; the union must stay below twice their
 // size.
 const (
-	MaxIPv4Bits = 8
-	MaxIPv6Bits = 32
+	maxIPv4Bits = 8
+	maxIPv6Bits = 32
 )
 
 // Rule states the limit for error messages and docs.
@@ -35,14 +35,14 @@ const Rule = "all the prefixes together must cover fewer addresses than an IPv4 
 // mapped is the IPv6 block that holds IPv4-mapped addresses.
 var mapped = netip.MustParsePrefix("::ffff:0:0/96")
 
-// Coverage is how many addresses a set of prefixes reaches in each family.
-type Coverage struct {
+// coverage is how many addresses a set of prefixes reaches in each family.
+type coverage struct {
 	V4, V6 *big.Int
 }
 
-// Cover counts the addresses the union of ps reaches. Invalid prefixes are
+// cover counts the addresses the union of ps reaches. Invalid prefixes are
 // ignored; the caller reports those on its own.
-func Cover(ps []netip.Prefix) Coverage {
+func cover(ps []netip.Prefix) coverage {
 	var v4, v6 []netip.Prefix
 	for _, p := range ps {
 		if !p.IsValid() {
@@ -61,7 +61,7 @@ func Cover(ps []netip.Prefix) Coverage {
 			v4 = append(v4, netip.PrefixFrom(netip.IPv4Unspecified(), 0))
 		}
 	}
-	return Coverage{V4: union(v4, 32), V6: union(v6, 128)}
+	return coverage{V4: union(v4, 32), V6: union(v6, 128)}
 }
 
 // union sums the sizes of the outermost prefixes: two CIDR prefixes are
@@ -88,13 +88,13 @@ func union(ps []netip.Prefix, bitLen int) *big.Int {
 
 // Refused from this many addresses on: twice the widest prefix allowed.
 var (
-	refuseV4 = new(big.Int).Lsh(big.NewInt(1), 32-MaxIPv4Bits+1)
-	refuseV6 = new(big.Int).Lsh(big.NewInt(1), 128-MaxIPv6Bits+1)
+	refuseV4 = new(big.Int).Lsh(big.NewInt(1), 32-maxIPv4Bits+1)
+	refuseV6 = new(big.Int).Lsh(big.NewInt(1), 128-maxIPv6Bits+1)
 )
 
 // Check returns an error naming the family whose union is too broad, or nil.
 func Check(ps []netip.Prefix) error {
-	c := Cover(ps)
+	c := cover(ps)
 	var msgs []string
 	if c.V4.Cmp(refuseV4) >= 0 {
 		msgs = append(msgs, fmt.Sprintf("together they reach as many IPv4 addresses as a /%d", equivalentBits(c.V4, 32)))

@@ -162,9 +162,9 @@ func FuzzCheck(f *testing.F) {
 			t.Fatalf("adding a host accepted the refused %v", ps)
 		}
 		for _, p := range ps {
-			limit := MaxIPv4Bits
+			limit := maxIPv4Bits
 			if p.Addr().Is6() {
-				limit = MaxIPv6Bits
+				limit = maxIPv6Bits
 			}
 			if p.Bits() < limit && Check([]netip.Prefix{p}) == nil {
 				t.Fatalf("accepted the single prefix %s", p)
