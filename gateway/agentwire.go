@@ -45,10 +45,11 @@ func (s *Server) setupAgent(cfg configgen.Config) error {
 	// Memory files live in the workspace; their index in the state
 	// directory, beside the transcripts it also covers.
 	s.memory = memory.New(memory.Options{
-		Workspace: func() string { return s.workspace(s.cfg()) },
-		StateDir:  s.opts.StateDir,
-		Now:       s.opts.Now,
-		Logger:    s.log.With("component", "memory"),
+		Workspace:   func() string { return s.workspace(s.cfg()) },
+		StateDir:    s.opts.StateDir,
+		SessionsDir: store.Dir(),
+		Now:         s.opts.Now,
+		Logger:      s.log.With("component", "memory"),
 	})
 	s.parts = &agentParts{toolSets: map[string]*tools.Set{}}
 	s.skills = skills.New(s.log.With("component", "skills"))

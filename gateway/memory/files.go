@@ -52,8 +52,11 @@ type Options struct {
 	// Workspace returns the agent's workspace in force (it changes on reload).
 	Workspace func() string
 	// StateDir is the gateway's state directory: the index lives in
-	// StateDir/memory and transcripts are read from StateDir/sessions.
+	// StateDir/memory.
 	StateDir string
+	// SessionsDir holds the session transcripts the index also covers
+	// (the session store's Dir; default StateDir/sessions).
+	SessionsDir string
 	// Now is the clock; Location the Koi's local time zone, which decides
 	// what "today" is (default time.Local).
 	Now      func() time.Time
@@ -80,6 +83,9 @@ func New(o Options) *Store {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{opts: o, log: o.Logger}
+	if s.opts.SessionsDir == "" {
+		s.opts.SessionsDir = filepath.Join(o.StateDir, "sessions")
+	}
 	s.idx = &index{store: s, path: filepath.Join(o.StateDir, "memory", "index.sqlite")}
 	return s
 }

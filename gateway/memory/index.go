@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +15,7 @@ import (
 	"sync"
 	"unicode"
 
+	"github.com/skykoi/skykoi/gateway/session"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -296,7 +296,7 @@ func (ix *index) sync(ctx context.Context) error {
 		}
 	}
 
-	sessDir := filepath.Join(ix.store.opts.StateDir, "sessions")
+	sessDir := ix.store.opts.SessionsDir
 	paths, _ := filepath.Glob(filepath.Join(sessDir, "*.jsonl"))
 	for _, p := range paths {
 		rel := SourceSessions + "/" + filepath.Base(p)
@@ -446,18 +446,6 @@ func chunkMarkdown(text string) []chunk {
 	return out
 }
 
-// transcriptLine is the part of a session transcript line the index reads.
-type transcriptLine struct {
-	Type    string `json:"type"`
-	Message *struct {
-		Role    string `json:"role"`
-		Content []struct {
-			Type string `json:"type"`
-			Text string `json:"text"`
-		} `json:"content"`
-	} `json:"message"`
-}
-
 // readTranscript reads the complete lines of a transcript after from.size
 // and returns one chunk per user or assistant text message (tool calls and
 // results are left out: they are machine talk, and large), and the row that
@@ -486,23 +474,15 @@ func readTranscript(path string, from fileRow) ([]chunk, fileRow, error) {
 		}
 		row.size += int64(len(line))
 		row.lines++
-		var tl transcriptLine
-		if json.Unmarshal(bytes.TrimSpace(line), &tl) != nil || tl.Type != "message" || tl.Message == nil {
+		m, ok := session.MessageOfLine(bytes.TrimSpace(line))
+		if !ok || m.Role != "user" && m.Role != "assistant" {
 			continue
 		}
-		if tl.Message.Role != "user" && tl.Message.Role != "assistant" {
+		body := m.Text()
+		if strings.TrimSpace(body) == "" {
 			continue
 		}
-		var parts []string
-		for _, c := range tl.Message.Content {
-			if c.Type == "text" && strings.TrimSpace(c.Text) != "" {
-				parts = append(parts, c.Text)
-			}
-		}
-		if len(parts) == 0 {
-			continue
-		}
-		text := tl.Message.Role + ": " + strings.Join(parts, "\n")
+		text := m.Role + ": " + body
 		out = append(out, chunk{text: cutUTF8(text, 16<<10), start: row.lines, end: row.lines})
 	}
 }

@@ -215,6 +215,9 @@ type sessionState struct {
 }
 
 // Open loads (or creates) the store in o.Dir.
+// Dir is the directory of the transcripts and the index.
+func (s *Store) Dir() string { return s.dir }
+
 func Open(o Options) (*Store, error) {
 	if o.Dir == "" {
 		return nil, errors.New("opening session store: no directory given")

@@ -27,6 +27,18 @@ type messageLine struct {
 	Message *Message `json:"message"`
 }
 
+// MessageOfLine is the message a transcript line carries, for readers
+// outside the store (the memory index), so there is one reading of the
+// format; ok is false for every other line type and for a line that does
+// not parse.
+func MessageOfLine(line []byte) (m *Message, ok bool) {
+	var l messageLine
+	if json.Unmarshal(line, &l) != nil || l.Type != "message" || l.Message == nil {
+		return nil, false
+	}
+	return l.Message, true
+}
+
 // anyLine is the union of every line type, for reading.
 type anyLine struct {
 	Type      string   `json:"type"`
