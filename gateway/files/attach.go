@@ -505,3 +505,12 @@ func clip(s string) string {
 	}
 	return s[:i] + "…"
 }
+
+// Lookup gives the kind and Bedrock format of an accepted MIME type.
+func Lookup(mimeType string) (kind, format string, ok bool) {
+	f, ok := formatOf(mimeType)
+	return f.kind, f.name, ok
+}
+
+// Human is a size for people: "3.8 MB".
+func Human(n int64) string { return human(int(n)) }
