@@ -392,3 +392,21 @@ func FuzzOpenDownload(f *testing.F) {
 		}
 	})
 }
+
+// A state directory that holds the workspace does not block the workspace.
+func TestOpenDownloadWorkspaceInState(t *testing.T) {
+	state := t.TempDir()
+	ws := filepath.Join(state, "koi")
+	os.MkdirAll(ws, 0o700)
+	os.WriteFile(filepath.Join(ws, "a.txt"), []byte("a"), 0o600)
+	os.WriteFile(filepath.Join(state, "devices.json"), []byte("{}"), 0o600)
+	os.Symlink("../devices.json", filepath.Join(ws, "dev"))
+	o, err := OpenDownload(ws, "a.txt", []string{state})
+	if err != nil {
+		t.Fatalf("OpenDownload: %v", err)
+	}
+	o.File.Close()
+	if _, err := OpenDownload(ws, "dev", []string{state}); !errors.Is(err, ErrEscape) {
+		t.Errorf("a link to the state directory's devices file: %v; want ErrEscape", err)
+	}
+}
