@@ -24,7 +24,7 @@ type Ref struct {
 	SHA256   string // hex
 	Kind     string // KindImage or KindDocument
 	Format   string // Bedrock's format name
-	FileName string // the stored file's base name
+	FileName string // the sanitised name as sent (the stored one adds a unique prefix)
 }
 
 // maxInboxRead bounds what Load reads back: a file that grew past the
@@ -71,7 +71,7 @@ func Save(workspace string, atts []Attachment, now time.Time) (refs []Ref, err e
 		}
 		sum := sha256.Sum256(a.Data)
 		refs = append(refs, Ref{Path: rel, MimeType: a.MimeType, Size: int64(len(a.Data)), SHA256: hex.EncodeToString(sum[:]),
-			Kind: a.Kind, Format: a.Format, FileName: name})
+			Kind: a.Kind, Format: a.Format, FileName: a.FileName})
 	}
 	if err := syncDir(root, InboxDir); err != nil {
 		return refs, fmt.Errorf("saving attachments: %w", err)
