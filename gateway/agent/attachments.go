@@ -93,3 +93,22 @@ func attachmentBlocks(c session.Content, send bool, load fileLoader, docNames ma
 	}
 	return []bedrock.Block{{Type: bedrock.BlockText, Text: label + "]"}, b}
 }
+
+// binaryDocBytesPerToken: a PDF or Office file is compressed, and the model
+// reads its extracted text (and page images), so its size says far less
+// about its tokens than a text file's does; 64 bytes a token puts a 4.5 MB
+// PDF at about 70 000 tokens, a typical long report. Bedrock's own count of
+// the request corrects the estimate after the first answer.
+const binaryDocBytesPerToken = 64
+
+// fileTokens estimates an image's or document's tokens; kind is a bedrock
+// block type or a files kind (both spell "image" and "document").
+func fileTokens(kind, format string, size int64) int {
+	switch {
+	case kind == files.KindImage:
+		return imageTokens
+	case format == "txt" || format == "md" || format == "csv" || format == "html":
+		return int(size) / bytesPerToken
+	}
+	return int(size) / binaryDocBytesPerToken
+}

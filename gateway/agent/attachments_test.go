@@ -87,3 +87,22 @@ func TestReplayAttachments(t *testing.T) {
 		t.Errorf("no note naming the path: %+v", out[0].Content)
 	}
 }
+
+func TestFileTokens(t *testing.T) {
+	cases := []struct {
+		kind, format string
+		size         int64
+		want         int
+	}{
+		{files.KindImage, "png", 3_000_000, imageTokens},
+		{files.KindDocument, "txt", 4000, 1000},
+		{files.KindDocument, "csv", 400, 100},
+		{files.KindDocument, "pdf", 4_480_000, 70_000},
+		{bedrock.BlockDocument, "docx", 6400, 100},
+	}
+	for _, c := range cases {
+		if got := fileTokens(c.kind, c.format, c.size); got != c.want {
+			t.Errorf("fileTokens(%s, %s, %d) = %d; want %d", c.kind, c.format, c.size, got, c.want)
+		}
+	}
+}

@@ -69,10 +69,8 @@ func messagesTokens(msgs []bedrock.Message) int {
 	for _, m := range msgs {
 		for _, b := range m.Content {
 			n += len(b.Text) + len(b.Name) + len(b.Input) + len(b.Result) + len(b.Signature)
-			if b.Type == bedrock.BlockImage {
-				n += imageTokens * bytesPerToken
-			} else {
-				n += len(b.Bytes)
+			if b.Type == bedrock.BlockImage || b.Type == bedrock.BlockDocument {
+				n += fileTokens(b.Type, b.Format, int64(len(b.Bytes))) * bytesPerToken
 			}
 		}
 	}
@@ -84,11 +82,8 @@ func sessionMessageTokens(m *session.Message) int {
 	for _, c := range m.Content {
 		n += len(c.Text) + len(c.Name) + len(c.Arguments) + len(c.Result)
 		if c.Type == "attachment" {
-			if kind, _, _ := files.Lookup(c.MimeType); kind == files.KindImage {
-				n += imageTokens * bytesPerToken
-			} else {
-				n += int(c.Size)
-			}
+			kind, format, _ := files.Lookup(c.MimeType)
+			n += fileTokens(kind, format, c.Size) * bytesPerToken
 		}
 	}
 	return (n + bytesPerToken - 1) / bytesPerToken
