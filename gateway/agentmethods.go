@@ -126,14 +126,14 @@ func checkIdem(k string) *protocol.Error {
 }
 
 type agentParams struct {
-	Message           *string `json:"message"`
-	IdempotencyKey    string  `json:"idempotencyKey"`
-	SessionKey        string  `json:"sessionKey"`
-	AgentID           string  `json:"agentId"`
-	Thinking          string  `json:"thinking"`
-	Timeout           *int    `json:"timeout"` // seconds
-	ExtraSystemPrompt string  `json:"extraSystemPrompt"`
-	Attachments       []any   `json:"attachments"`
+	Message           *string           `json:"message"`
+	IdempotencyKey    string            `json:"idempotencyKey"`
+	SessionKey        string            `json:"sessionKey"`
+	AgentID           string            `json:"agentId"`
+	Thinking          string            `json:"thinking"`
+	Timeout           *int              `json:"timeout"` // seconds
+	ExtraSystemPrompt string            `json:"extraSystemPrompt"`
+	Attachments       []json.RawMessage `json:"attachments"`
 }
 
 // mAgent answers twice on the request's id: an ack at once, then the
@@ -146,13 +146,14 @@ func (s *Server) mAgent(cl *call) (any, *protocol.Error) {
 	if p.Message == nil {
 		return nil, invalid("invalid params: message is required")
 	}
-	for _, e := range []*protocol.Error{checkMessage(*p.Message), checkAgentID(p.AgentID), checkThinking(p.Thinking), checkIdem(p.IdempotencyKey)} {
+	for _, e := range []*protocol.Error{checkMessageWith(*p.Message, len(p.Attachments)), checkAgentID(p.AgentID), checkThinking(p.Thinking), checkIdem(p.IdempotencyKey)} {
 		if e != nil {
 			return nil, e
 		}
 	}
-	if len(p.Attachments) > 0 {
-		return nil, invalid("invalid params: attachments are not supported by this gateway yet; send the content as text")
+	atts, perr := decodeAttachments(p.Attachments)
+	if perr != nil {
+		return nil, perr
 	}
 	if len(p.ExtraSystemPrompt) > maxExtraPrompt {
 		return nil, invalid("invalid params: extraSystemPrompt is larger than 64 KiB")
@@ -168,8 +169,13 @@ func (s *Server) mAgent(cl *call) (any, *protocol.Error) {
 	if perr != nil {
 		return nil, perr
 	}
-	run, _, err := s.runtime.Submit(agent.SubmitParams{SessionKey: key, Message: *p.Message, IdempotencyKey: p.IdempotencyKey,
-		Thinking: p.Thinking, Timeout: timeout, ExtraSystemPrompt: p.ExtraSystemPrompt})
+	refs, perr := s.saveAttachments(atts)
+	if perr != nil {
+		return nil, perr
+	}
+	run, existing, err := s.runtime.Submit(agent.SubmitParams{SessionKey: key, Message: *p.Message, IdempotencyKey: p.IdempotencyKey,
+		Thinking: p.Thinking, Timeout: timeout, ExtraSystemPrompt: p.ExtraSystemPrompt, Attachments: refs})
+	s.keepAttachments(refs, err == nil && !existing)
 	if err != nil {
 		return nil, submitError(err)
 	}
@@ -254,12 +260,12 @@ func (s *Server) mAgentWait(cl *call) (any, *protocol.Error) {
 
 func (s *Server) mChatSend(cl *call) (any, *protocol.Error) {
 	var p struct {
-		SessionKey     *string `json:"sessionKey"`
-		Message        *string `json:"message"`
-		IdempotencyKey string  `json:"idempotencyKey"`
-		Thinking       string  `json:"thinking"`
-		TimeoutMs      *int    `json:"timeoutMs"`
-		Attachments    []any   `json:"attachments"`
+		SessionKey     *string           `json:"sessionKey"`
+		Message        *string           `json:"message"`
+		IdempotencyKey string            `json:"idempotencyKey"`
+		Thinking       string            `json:"thinking"`
+		TimeoutMs      *int              `json:"timeoutMs"`
+		Attachments    []json.RawMessage `json:"attachments"`
 	}
 	if e := cl.params(&p); e != nil {
 		return nil, e
@@ -273,19 +279,24 @@ func (s *Server) mChatSend(cl *call) (any, *protocol.Error) {
 	if p.IdempotencyKey == "" {
 		return nil, invalid("invalid params: idempotencyKey is required")
 	}
-	for _, e := range []*protocol.Error{checkMessage(*p.Message), checkThinking(p.Thinking), checkIdem(p.IdempotencyKey)} {
+	for _, e := range []*protocol.Error{checkMessageWith(*p.Message, len(p.Attachments)), checkThinking(p.Thinking), checkIdem(p.IdempotencyKey)} {
 		if e != nil {
 			return nil, e
 		}
 	}
-	if len(p.Attachments) > 0 {
-		return nil, invalid("invalid params: attachments are not supported by this gateway yet; send the content as text")
+	atts, perr := decodeAttachments(p.Attachments)
+	if perr != nil {
+		return nil, perr
 	}
 	key, perr := sessionKey(*p.SessionKey)
 	if perr != nil {
 		return nil, perr
 	}
-	switch strings.TrimSpace(*p.Message) {
+	command := strings.TrimSpace(*p.Message)
+	if len(atts) > 0 {
+		command = "" // a message with files is a message, whatever its text
+	}
+	switch command {
 	case "/new", "/reset":
 		entry, aborted, err := s.resetSession(key)
 		if err != nil {
@@ -313,8 +324,13 @@ func (s *Server) mChatSend(cl *call) (any, *protocol.Error) {
 		}
 		timeout = time.Duration(*p.TimeoutMs) * time.Millisecond
 	}
+	refs, perr := s.saveAttachments(atts)
+	if perr != nil {
+		return nil, perr
+	}
 	run, existing, err := s.runtime.Submit(agent.SubmitParams{SessionKey: key, Message: *p.Message,
-		IdempotencyKey: p.IdempotencyKey, Thinking: p.Thinking, Timeout: timeout})
+		IdempotencyKey: p.IdempotencyKey, Thinking: p.Thinking, Timeout: timeout, Attachments: refs})
+	s.keepAttachments(refs, err == nil && !existing)
 	if err != nil {
 		return nil, submitError(err)
 	}

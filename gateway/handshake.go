@@ -278,7 +278,8 @@ func (s *Server) helloOKLocked(c *conn) protocol.HelloOK {
 			SessionDefaults: protocol.SessionDefaults{DefaultAgentID: protocol.DefaultAgentID,
 				MainKey: protocol.MainKey, MainSessionKey: protocol.MainSessionKey},
 		},
-		Auth:   protocol.HelloAuth{Role: c.role, Scopes: c.grantedScopes(), Method: c.method},
-		Policy: protocol.Policy{MaxPayload: protocol.MaxPayload, MaxBufferedBytes: s.opts.MaxBufferedBytes, TickIntervalMs: s.opts.TickInterval.Milliseconds()},
+		Auth: protocol.HelloAuth{Role: c.role, Scopes: c.grantedScopes(), Method: c.method},
+		Policy: protocol.Policy{MaxPayload: protocol.MaxPayload, MaxBufferedBytes: s.opts.MaxBufferedBytes, TickIntervalMs: s.opts.TickInterval.Milliseconds(),
+			Attachments: attachmentPolicy()},
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/skykoi/skykoi/gateway/auth"
+	"github.com/skykoi/skykoi/gateway/files"
 	"github.com/skykoi/skykoi/gateway/protocol"
 	"github.com/skykoi/skykoi/gateway/webui"
 )
@@ -35,6 +36,10 @@ func (s *Server) routes() http.Handler {
 		// The probes and the 404 answer any Host: they are what health
 		// checks reach by whatever name they use, and a rebinding page
 		// reading them learns only that a gateway is up.
+		if strings.HasPrefix(r.URL.Path, files.DownloadPrefix) {
+			s.serveDownload(w, r)
+			return
+		}
 		switch r.URL.Path {
 		case "/healthz":
 			writeJSON(w, http.StatusOK, map[string]any{"ok": true, "status": "live"})

@@ -31,7 +31,12 @@ func TestHelloOK(t *testing.T) {
 			t.Errorf("events %v lack %s", hello.Features.Events, ev)
 		}
 	}
-	if hello.Policy != (protocol.Policy{MaxPayload: 26214400, MaxBufferedBytes: 52428800, TickIntervalMs: 30000}) {
+	pol := hello.Policy
+	if pol.Attachments == nil || *pol.Attachments != (protocol.AttachmentPolicy{MaxBytes: 4_500_000, MaxImageBytes: 3_750_000, MaxCount: 10, MaxTotalBytes: 16 << 20}) {
+		t.Errorf("policy.attachments %+v", pol.Attachments)
+	}
+	pol.Attachments = nil
+	if pol != (protocol.Policy{MaxPayload: 26214400, MaxBufferedBytes: 52428800, TickIntervalMs: 30000}) {
 		t.Errorf("policy %+v", hello.Policy)
 	}
 	sd := hello.Snapshot.SessionDefaults

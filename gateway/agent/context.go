@@ -10,6 +10,7 @@ import (
 
 	"github.com/skykoi/skykoi/configgen"
 	"github.com/skykoi/skykoi/gateway/bedrock"
+	"github.com/skykoi/skykoi/gateway/files"
 	"github.com/skykoi/skykoi/gateway/protocol"
 	"github.com/skykoi/skykoi/gateway/session"
 )
@@ -68,6 +69,9 @@ func messagesTokens(msgs []bedrock.Message) int {
 	for _, m := range msgs {
 		for _, b := range m.Content {
 			n += len(b.Text) + len(b.Name) + len(b.Input) + len(b.Result) + len(b.Signature)
+			if b.Type == bedrock.BlockImage || b.Type == bedrock.BlockDocument {
+				n += fileTokens(b.Type, b.Format, int64(len(b.Bytes))) * bytesPerToken
+			}
 		}
 	}
 	return (n + bytesPerToken - 1) / bytesPerToken
@@ -77,6 +81,10 @@ func sessionMessageTokens(m *session.Message) int {
 	n := 0
 	for _, c := range m.Content {
 		n += len(c.Text) + len(c.Name) + len(c.Arguments) + len(c.Result)
+		if c.Type == "attachment" {
+			kind, format, _ := files.Lookup(c.MimeType)
+			n += fileTokens(kind, format, c.Size) * bytesPerToken
+		}
 	}
 	return (n + bytesPerToken - 1) / bytesPerToken
 }
@@ -124,12 +132,12 @@ func (l *loop) contextSize(system []bedrock.SystemBlock, specs []bedrock.ToolSpe
 
 // buildMessages is the model's view of a context: the summary (as the
 // opening user turn) and the messages after it, with huge tool results cut.
-func buildMessages(c *session.Compaction, msgs []session.Message, window int) []bedrock.Message {
+func buildMessages(c *session.Compaction, msgs []session.Message, window int, load fileLoader) []bedrock.Message {
 	if c != nil {
 		lead := session.Message{Role: "user", Content: []session.Content{{Type: "text", Text: summaryIntro + c.Summary}}}
 		msgs = append([]session.Message{lead}, msgs...)
 	}
-	return trimToolResults(toModelMessages(msgs), window)
+	return trimToolResults(toModelMessages(msgs, load), window)
 }
 
 // trimToolResults cuts, in place, tool results longer than
@@ -250,7 +258,7 @@ func startsUserTurn(m *session.Message) bool {
 		if c.Type == "toolResult" {
 			return false
 		}
-		text = text || c.Type == "text" && c.Text != ""
+		text = text || c.Type == "text" && c.Text != "" || c.Type == "attachment"
 	}
 	return text
 }
@@ -266,6 +274,8 @@ func summarySource(prev *session.Compaction, msgs []session.Message, limit int) 
 				if c.Text != "" {
 					b.WriteString(m.Role + ": " + c.Text + "\n\n")
 				}
+			case "attachment":
+				b.WriteString(m.Role + " attached " + c.Path + " (" + c.MimeType + ")\n\n")
 			case "toolCall":
 				b.WriteString("assistant called tool " + c.Name + " with " + string(c.Arguments) + "\n\n")
 			case "toolResult":
@@ -315,7 +325,7 @@ func (l *loop) compactNow(reason string, tokensBefore int, willRetry bool) error
 		l.em.compaction(map[string]any{"phase": "end", "reason": reason, "ok": false, "error": err.Error(), "willRetry": false})
 		return err
 	}
-	l.msgs = buildMessages(entry, kept, l.window())
+	l.msgs = buildMessages(entry, kept, l.window(), l.rt.loadAttachment)
 	l.base, l.baseLen = 0, 0
 	l.compactions++
 	l.lastCompaction = res

@@ -75,7 +75,7 @@ func (r *Runtime) FlushMemory(ctx context.Context, key string) error {
 	cfg := r.opts.Config()
 	refs := modelRefs(cfg, entry.Model)
 	window := contextWindow(cfg, refs)
-	msgs := buildMessages(cv.Compaction, cv.Messages, window)
+	msgs := buildMessages(cv.Compaction, cv.Messages, window, r.loadAttachment)
 	note := bedrock.Block{Type: bedrock.BlockText, Text: "[memory flush] Save what is worth keeping from this conversation now, or answer " + SilentReply + "."}
 	if n := len(msgs); n > 0 && msgs[n-1].Role == bedrock.RoleUser {
 		msgs[n-1].Content = append(slices.Clone(msgs[n-1].Content), note)

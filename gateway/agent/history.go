@@ -16,12 +16,21 @@ const interruptedResult = "the tool call was interrupted before it returned a re
 // it starts with a user turn, roles alternate (neighbours of one role are
 // merged, e.g. a chat.inject note after an answer), every toolUse is answered
 // by a toolResult in the next user turn, and stray toolResults are dropped.
-func toModelMessages(msgs []session.Message) []bedrock.Message {
+//
+// Attachments become a note plus their image or document block (see
+// attachments.go); load reads their bytes back, nil sends only the notes.
+func toModelMessages(msgs []session.Message, load fileLoader) []bedrock.Message {
 	var out []bedrock.Message
-	for _, m := range msgs {
+	send := replayPlan(msgs)
+	docNames := map[string]bool{}
+	for i, m := range msgs {
 		var blocks []bedrock.Block
-		for _, c := range m.Content {
+		for j, c := range m.Content {
 			switch c.Type {
+			case "attachment":
+				if m.Role == "user" {
+					blocks = append(blocks, attachmentBlocks(c, send[[2]int{i, j}], load, docNames)...)
+				}
 			case "text":
 				if c.Text != "" {
 					blocks = append(blocks, bedrock.Block{Type: bedrock.BlockText, Text: c.Text})

@@ -223,9 +223,12 @@ func (r *Runtime) execute(run *Run) {
 	em.agent("lifecycle", map[string]any{"phase": "start", "startedAt": now.UnixMilli()})
 
 	if !run.params.Compact {
-		e, err := r.opts.Sessions.Append(run.SessionKey, session.Message{
-			Role: "user", Content: []session.Content{{Type: "text", Text: run.params.Message}}, RunID: run.ID,
-		})
+		var content []session.Content
+		if run.params.Message != "" || len(run.params.Attachments) == 0 {
+			content = append(content, session.Content{Type: "text", Text: run.params.Message})
+		}
+		content = append(content, run.params.Attachments...)
+		e, err := r.opts.Sessions.Append(run.SessionKey, session.Message{Role: "user", Content: content, RunID: run.ID})
 		if err != nil {
 			r.fail(run, em, now, "could not record the message: "+err.Error())
 			return
@@ -243,7 +246,7 @@ func (r *Runtime) execute(run *Run) {
 		return
 	}
 	l := &loop{rt: r, run: run, em: em, cfg: cfg, ctx: ctx, started: now, sessionModel: entry.Model, tools: tl}
-	l.msgs = buildMessages(cv.Compaction, cv.Messages, l.window())
+	l.msgs = buildMessages(cv.Compaction, cv.Messages, l.window(), r.loadAttachment)
 	if entry.ContextTokens > 0 && len(l.msgs) > 0 {
 		// Bedrock's count for the context up to the last answer; what
 		// follows it (this message) is estimated. A compaction run

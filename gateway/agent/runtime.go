@@ -193,6 +193,9 @@ type SubmitParams struct {
 	Thinking          string
 	Timeout           time.Duration // 0: agents.defaults.timeoutSeconds
 	ExtraSystemPrompt string
+	// Attachments are references (type "attachment") to files already saved
+	// in the workspace inbox; they follow Message in the recorded turn.
+	Attachments []session.Content
 	// Compact asks for a compaction of the session's context instead of an
 	// answer (/compact, sessions.compact); Message is not recorded.
 	Compact bool

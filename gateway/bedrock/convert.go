@@ -191,6 +191,23 @@ func buildBlock(b Block) (types.ContentBlock, error) {
 		return &types.ContentBlockMemberReasoningContent{
 			Value: &types.ReasoningContentBlockMemberReasoningText{Value: rt},
 		}, nil
+	case BlockImage:
+		if len(b.Bytes) == 0 {
+			return nil, fmt.Errorf("image block has no bytes")
+		}
+		return &types.ContentBlockMemberImage{Value: types.ImageBlock{
+			Format: types.ImageFormat(b.Format),
+			Source: &types.ImageSourceMemberBytes{Value: b.Bytes},
+		}}, nil
+	case BlockDocument:
+		if len(b.Bytes) == 0 || b.Name == "" {
+			return nil, fmt.Errorf("document block needs Name and bytes")
+		}
+		return &types.ContentBlockMemberDocument{Value: types.DocumentBlock{
+			Format: types.DocumentFormat(b.Format),
+			Name:   aws.String(b.Name),
+			Source: &types.DocumentSourceMemberBytes{Value: b.Bytes},
+		}}, nil
 	}
 	return nil, fmt.Errorf("unknown block type %q", b.Type)
 }

@@ -58,11 +58,17 @@ const (
 	// turn that precedes a tool result, so the provider returns it in
 	// Response.Content and accepts it in Messages.
 	BlockReasoning = "reasoning"
+	// BlockImage and BlockDocument carry a file the person attached, in a
+	// user turn: Format names its type as Converse does (png, jpeg, gif,
+	// webp; pdf, csv, doc, docx, xls, xlsx, html, txt, md), Bytes is the
+	// file and a document's Name follows Bedrock's name rules.
+	BlockImage    = "image"
+	BlockDocument = "document"
 )
 
 // Block is one content block of a Message.
 type Block struct {
-	Type string // BlockText, BlockToolUse, BlockToolResult or BlockReasoning
+	Type string // BlockText, BlockToolUse, BlockToolResult, BlockReasoning, BlockImage or BlockDocument
 
 	// Text for BlockText and BlockReasoning.
 	Text string
@@ -81,6 +87,11 @@ type Block struct {
 	// reasoning block and must be returned to the model as received.
 	Signature       string
 	RedactedContent []byte
+
+	// Format and Bytes are an image's or a document's; Name (above) is a
+	// document's name.
+	Format string
+	Bytes  []byte
 }
 
 // ToolSpec describes a tool the model may call.

@@ -252,6 +252,17 @@ type Policy struct {
 	MaxPayload       int   `json:"maxPayload"`
 	MaxBufferedBytes int   `json:"maxBufferedBytes"`
 	TickIntervalMs   int64 `json:"tickIntervalMs"`
+	// Attachments are the decoded-size ceilings of chat attachments.
+	Attachments *AttachmentPolicy `json:"attachments,omitempty"`
+}
+
+// AttachmentPolicy is hello-ok's policy.attachments: OpenClaw's maxBytes
+// and maxImageBytes (per file), and SkyKoi's per-message count and total.
+type AttachmentPolicy struct {
+	MaxBytes      int `json:"maxBytes"`
+	MaxImageBytes int `json:"maxImageBytes"`
+	MaxCount      int `json:"maxCount"`
+	MaxTotalBytes int `json:"maxTotalBytes"`
 }
 
 // PresenceEntry is one connected client (or the gateway itself).

@@ -26,6 +26,11 @@ type Message struct {
 //	{"type":"text", "text"}
 //	{"type":"toolCall", "id", "name", "arguments"}              arguments: any JSON value
 //	{"type":"toolResult", "toolCallId", "name", "result", "isError"}
+//	{"type":"attachment", "path", "mimeType", "size", "sha256", "fileName"}
+//
+// An attachment is a reference to a file the person sent, saved in the
+// workspace (path is relative to it, "inbox/…"); the transcript never holds
+// the bytes, and size and sha256 tell whether the file is still the one sent.
 //
 // A tool result's output is "result" (a string), matching the "result" of the
 // agent event's tool stream, so clients read one name in both places.
@@ -38,6 +43,12 @@ type Content struct {
 	ToolCallID string          `json:"toolCallId,omitempty"`
 	IsError    bool            `json:"isError,omitempty"`
 	Result     string          `json:"result,omitempty"`
+	// An attachment's reference.
+	Path     string `json:"path,omitempty"`
+	MimeType string `json:"mimeType,omitempty"`
+	Size     int64  `json:"size,omitempty"`
+	SHA256   string `json:"sha256,omitempty"`
+	FileName string `json:"fileName,omitempty"`
 }
 
 // Usage is the token usage of one model response.
@@ -92,8 +103,12 @@ func (m *Message) validate() error {
 			if c.ToolCallID == "" {
 				return fmt.Errorf("%w: content[%d]: toolResult needs toolCallId", ErrInvalid, i)
 			}
+		case "attachment":
+			if c.Path == "" || c.MimeType == "" || c.SHA256 == "" || c.Size <= 0 {
+				return fmt.Errorf("%w: content[%d]: attachment needs path, mimeType, size and sha256", ErrInvalid, i)
+			}
 		default:
-			return fmt.Errorf("%w: content[%d]: type %q: want text, toolCall or toolResult", ErrInvalid, i, c.Type)
+			return fmt.Errorf("%w: content[%d]: type %q: want text, toolCall, toolResult or attachment", ErrInvalid, i, c.Type)
 		}
 	}
 	return nil

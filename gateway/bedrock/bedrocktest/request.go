@@ -63,6 +63,53 @@ type ContentBlock struct {
 	ToolResult       *ToolResultBlock `json:"toolResult,omitempty"`
 	CachePoint       *CachePoint      `json:"cachePoint,omitempty"`
 	ReasoningContent json.RawMessage  `json:"reasoningContent,omitempty"`
+	Image            *ImageBlock      `json:"image,omitempty"`
+	Document         *DocumentBlock   `json:"document,omitempty"`
+}
+
+// ImageBlock is an image in a user turn; Source.Bytes is decoded from the
+// base64 the wire carries.
+type ImageBlock struct {
+	Format string      `json:"format"`
+	Source BytesSource `json:"source"`
+}
+
+// DocumentBlock is a document in a user turn.
+type DocumentBlock struct {
+	Format string      `json:"format"`
+	Name   string      `json:"name"`
+	Source BytesSource `json:"source"`
+}
+
+// BytesSource is the bytes member of an image or document source.
+type BytesSource struct {
+	Bytes []byte `json:"bytes"`
+}
+
+// Images returns every image block of the request's messages, in order.
+func (r Request) Images() []ImageBlock {
+	var out []ImageBlock
+	for _, m := range r.Messages {
+		for _, b := range m.Content {
+			if b.Image != nil {
+				out = append(out, *b.Image)
+			}
+		}
+	}
+	return out
+}
+
+// Documents returns every document block of the request's messages, in order.
+func (r Request) Documents() []DocumentBlock {
+	var out []DocumentBlock
+	for _, m := range r.Messages {
+		for _, b := range m.Content {
+			if b.Document != nil {
+				out = append(out, *b.Document)
+			}
+		}
+	}
+	return out
 }
 
 // ToolUseBlock is a tool call the assistant made in an earlier turn.

@@ -207,6 +207,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	req.Messages, req.System, req.ToolConfig = wb.Messages, wb.System, wb.ToolConfig
 	req.InferenceConfig, req.AdditionalModelRequestFields = wb.InferenceConfig, wb.AdditionalModelRequestFields
+	if why := checkFiles(req.Messages); why != "" {
+		req.Rejected = why
+		s.record(req)
+		writeHTTPError(w, http.StatusBadRequest, "ValidationException", why)
+		return
+	}
 	req.InputTokens = EstimateTokens(req)
 	if over, limit := s.overLimit(req.InputTokens); over {
 		req.Rejected = tooLongReason(req.InputTokens, limit)

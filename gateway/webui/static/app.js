@@ -54,6 +54,9 @@ const ui = {
   configReload: $("config-reload"),
   adminSessions: $("admin-sessions"),
   adminStatus: $("admin-sessions-status"),
+  attachments: $("attachments"),
+  fileInput: $("file-input"),
+  attach: $("attach"),
 };
 
 const state = {
@@ -81,6 +84,8 @@ const state = {
   configHash: "", // config.get's hash: config.set refuses a file changed since
   configEdited: false, // unsaved edits in the config box, never overwritten
   confirmDelete: "", // session key whose delete waits for a second click
+  files: [], // attachments for the next message: {name, mimeType, size, content}
+  attachPolicy: null, // hello-ok policy.attachments
 };
 
 class GatewayError extends Error {
@@ -376,6 +381,7 @@ function onHello(hello) {
   applyHealth(hello?.snapshot?.health);
   state.attempt = 0;
   state.nextDelayMs = 0;
+  state.attachPolicy = hello?.policy?.attachments || null;
   setStatus("connected", "Connected" + (hello?.server?.host ? " to " + hello.server.host : ""));
   showBanner("");
   ui.tokenForm.hidden = true;
@@ -553,14 +559,171 @@ function textEl(text) {
   return div;
 }
 
-function userEl(text) {
+function userEl(text, files = []) {
   const art = messageEl("user");
   const body = document.createElement("div");
   body.className = "plain";
   // What the person typed is shown as typed.
   body.textContent = text;
   art.append(body);
+  if (files.length) {
+    const list = document.createElement("p");
+    list.className = "files";
+    for (const f of files) {
+      const span = document.createElement("span");
+      span.className = "sent-file";
+      span.textContent = "📎 " + f;
+      list.append(span);
+    }
+    art.append(list);
+  }
   return art;
+}
+
+// ---- files in and out ------------------------------------------------------
+
+const IMAGE_TYPES = new Set(["image/png", "image/jpeg", "image/gif", "image/webp"]);
+
+function bytesToBase64(buf) {
+  const bytes = new Uint8Array(buf);
+  let bin = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    bin += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(bin);
+}
+
+function renderAttachments() {
+  ui.attachments.replaceChildren();
+  ui.attachments.hidden = state.files.length === 0;
+  state.files.forEach((f, i) => {
+    const li = document.createElement("li");
+    li.textContent = f.name;
+    const rm = document.createElement("button");
+    rm.type = "button";
+    rm.className = "secondary";
+    rm.textContent = "×";
+    rm.title = "Remove " + f.name;
+    rm.addEventListener("click", () => {
+      state.files.splice(i, 1);
+      renderAttachments();
+    });
+    li.append(rm);
+    ui.attachments.append(li);
+  });
+}
+
+// addFiles reads files into the next message, checking the limits the
+// gateway advertised so a file too large is refused here, at once.
+async function addFiles(list) {
+  const pol = state.attachPolicy || {};
+  for (const file of list) {
+    const image = IMAGE_TYPES.has(file.type);
+    const ceiling = image ? pol.maxImageBytes : pol.maxBytes;
+    if (ceiling && file.size > ceiling) {
+      showBanner(`${file.name} is ${file.size} bytes; the Koi accepts at most ${ceiling} bytes per ${image ? "image" : "file"}.`);
+      continue;
+    }
+    if (pol.maxCount && state.files.length >= pol.maxCount) {
+      showBanner(`At most ${pol.maxCount} files per message.`);
+      break;
+    }
+    const content = bytesToBase64(await file.arrayBuffer());
+    state.files.push({ name: file.name, mimeType: file.type || "", size: file.size, content });
+  }
+  renderAttachments();
+}
+
+function encodePath(p) {
+  return p.split("/").map(encodeURIComponent).join("/");
+}
+
+// download fetches a workspace file with the token in a header (never in a
+// URL, where logs and history would keep it) and saves it from a blob.
+async function download(path, link) {
+  try {
+    const res = await fetch("/files/" + encodePath(path), { headers: { Authorization: "Bearer " + state.token }, cache: "no-store" });
+    if (!res.ok) {
+      let why = res.statusText;
+      try {
+        why = (await res.json()).error || why;
+      } catch {}
+      throw new Error(why);
+    }
+    const url = URL.createObjectURL(await res.blob());
+    const a = document.createElement("a");
+    a.href = url;
+    a.download = path.split("/").pop();
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+    link.dataset.state = "downloaded";
+  } catch (err) {
+    link.dataset.state = "error";
+    link.after(errorEl("Download failed: " + err.message));
+  }
+}
+
+// workspacePath is p as a path inside the workspace, or "" when the page
+// cannot tell (absolute paths, climbing out).
+function workspacePath(p) {
+  if (typeof p !== "string") return "";
+  p = p.trim().replace(/^\.\//, "");
+  if (!p || p.startsWith("/") || p.startsWith("~") || p.includes("\\")) return "";
+  const segs = p.split("/");
+  if (segs.some((s) => s === "" || s === "." || s === "..")) return "";
+  return p;
+}
+
+function fileLink(path) {
+  const a = document.createElement("a");
+  a.href = "#";
+  a.className = "file-link";
+  a.dataset.path = path;
+  a.textContent = "⬇ " + path;
+  a.addEventListener("click", (ev) => {
+    ev.preventDefault();
+    download(path, a);
+  });
+  return a;
+}
+
+// addFileLinks puts download links for paths under el, once each.
+function addFileLinks(el, paths) {
+  let box = el.querySelector(":scope > .files");
+  for (const p of paths) {
+    if (!p || el.querySelector(`:scope > .files [data-path="${CSS.escape(p)}"]`)) continue;
+    if (!box) {
+      box = document.createElement("p");
+      box.className = "files";
+      el.append(box);
+    }
+    box.append(fileLink(p));
+  }
+}
+
+// mentionedPaths are workspace paths an answer names in backticks, like
+// `out/report.pdf`: a name with an extension, relative, not climbing out.
+function mentionedPaths(text) {
+  const out = [];
+  for (const m of String(text || "").matchAll(/`([^`\s]+\.[A-Za-z0-9]{1,8})`/g)) {
+    const p = workspacePath(m[1]);
+    if (p && !out.includes(p)) out.push(p);
+  }
+  return out;
+}
+
+function writtenPath(name, args) {
+  if (name !== "write" && name !== "edit") return "";
+  if (typeof args === "string") {
+    try {
+      args = JSON.parse(args);
+    } catch {
+      return "";
+    }
+  }
+  return workspacePath(args?.path);
 }
 
 function clip(s) {
@@ -695,6 +858,7 @@ function onChat(p) {
     run.text = full;
   }
   renderSegment(run);
+  addFileLinks(run.art, mentionedPaths(run.text));
   run.art.removeAttribute("aria-busy");
   if (mine) {
     if (p.state === "aborted") run.art.append(noteEl("Stopped."));
@@ -720,6 +884,7 @@ function onAgent(p) {
   const run = runView(p.runId, p.sessionKey);
   if (data.phase === "start") {
     const d = toolEl(data.name, data.args);
+    d.dataset.args = typeof data.args === "string" ? data.args : JSON.stringify(data.args ?? {});
     run.tools.set(data.toolCallId, d);
     renderSegment(run);
     run.seg.classList.remove("pending");
@@ -731,6 +896,8 @@ function onAgent(p) {
   } else if (data.phase === "result") {
     const d = run.tools.get(data.toolCallId);
     if (d) toolResult(d, data.result, data.isError);
+    const p = !data.isError && writtenPath(data.name, d?.dataset.args);
+    if (p) addFileLinks(run.art, [p]);
   }
   if (p.sessionKey === state.session) scrollDown(false);
 }
@@ -753,9 +920,10 @@ function renderHistory(messages) {
         if (d) toolResult(d, r.result, r.isError);
       }
       const text = messageText(m);
-      if (text || !results.length) {
+      const sent = blocks.filter((b) => b.type === "attachment").map((b) => b.path);
+      if (text || sent.length || !results.length) {
         art = null;
-        ui.messages.append(userEl(text));
+        ui.messages.append(userEl(text, sent));
       }
       continue;
     }
@@ -763,14 +931,19 @@ function renderHistory(messages) {
       art = messageEl("assistant");
       ui.messages.append(art);
     }
+    const links = [];
     for (const b of blocks) {
-      if (b.type === "text" && b.text) art.append(textEl(b.text));
-      else if (b.type === "toolCall") {
+      if (b.type === "text" && b.text) {
+        art.append(textEl(b.text));
+        links.push(...mentionedPaths(b.text));
+      } else if (b.type === "toolCall") {
         const d = toolEl(b.name, b.arguments);
         calls.set(b.id, d);
         art.append(d);
+        links.push(writtenPath(b.name, b.arguments));
       }
     }
+    addFileLinks(art, links);
     if (m.stopReason === "interrupted") art.append(noteEl("Stopped."));
     // A failed run leaves why in the transcript, so the turn reads the
     // same after a reload as it did live.
@@ -812,21 +985,28 @@ async function sendMessage(text) {
     return false;
   }
   const cmd = text.trim();
-  if (cmd === "/new" || cmd === "/reset") {
+  if (!state.files.length && (cmd === "/new" || cmd === "/reset")) {
     await resetSession();
     return true;
   }
   const empty = ui.messages.querySelector(":scope > .note:only-child");
   if (empty) empty.remove();
   const key = state.session;
-  const user = userEl(text);
+  const files = state.files;
+  state.files = [];
+  renderAttachments();
+  const user = userEl(text, files.map((f) => f.name));
   ui.messages.append(user);
   const runId = randomID();
   state.ownRuns.add(runId);
   runView(runId, key);
   scrollDown(true);
   try {
-    const res = await request("chat.send", { sessionKey: key, message: text, idempotencyKey: runId });
+    const params = { sessionKey: key, message: text, idempotencyKey: runId };
+    if (files.length) {
+      params.attachments = files.map((f) => ({ type: IMAGE_TYPES.has(f.mimeType) ? "image" : "file", mimeType: f.mimeType, fileName: f.name, content: f.content }));
+    }
+    const res = await request("chat.send", params);
     if (res?.runId && res.runId !== runId) {
       const run = state.runs.get(runId);
       state.runs.delete(runId);
@@ -840,6 +1020,10 @@ async function sendMessage(text) {
     state.ownRuns.delete(runId);
     run?.art.remove();
     user.append(errorEl("Not sent: " + err.message));
+    if (!state.files.length) {
+      state.files = files; // kept for another try
+      renderAttachments();
+    }
     return false;
   }
   return true;
@@ -1113,7 +1297,7 @@ ui.composer.addEventListener("submit", async (ev) => {
   // Blank lines around a message are accidents of typing; indentation
   // inside it (code) is kept.
   const text = ui.input.value.replace(/^(?:[ \t]*\n)+/, "").trimEnd();
-  if (!text.trim()) return;
+  if (!text.trim() && !state.files.length) return;
   ui.input.value = "";
   const ok = await sendMessage(text);
   if (!ok && !ui.input.value) ui.input.value = text;
@@ -1127,6 +1311,24 @@ ui.input.addEventListener("keydown", (ev) => {
     ev.preventDefault();
     ui.composer.requestSubmit();
   }
+});
+
+ui.attach.addEventListener("click", () => ui.fileInput.click());
+ui.fileInput.addEventListener("change", async () => {
+  await addFiles([...ui.fileInput.files]);
+  ui.fileInput.value = "";
+});
+ui.composer.addEventListener("dragover", (ev) => {
+  if (![...(ev.dataTransfer?.types || [])].includes("Files")) return;
+  ev.preventDefault();
+  ui.composer.classList.add("dragging");
+});
+ui.composer.addEventListener("dragleave", () => ui.composer.classList.remove("dragging"));
+ui.composer.addEventListener("drop", async (ev) => {
+  ui.composer.classList.remove("dragging");
+  if (!ev.dataTransfer?.files?.length) return;
+  ev.preventDefault();
+  await addFiles([...ev.dataTransfer.files]);
 });
 
 ui.stop.addEventListener("click", async () => {
