@@ -64,13 +64,16 @@ func bodyKind(contentType string, body []byte) string {
 // decode converts body to UTF-8 using the charset the Content-Type names,
 // else what the body's own meta tag or BOM says, else UTF-8.
 func decode(body []byte, contentType string) ([]byte, error) {
+	if len(body) == 0 {
+		return body, nil // charset.NewReader reports EOF on nothing
+	}
 	r, err := charset.NewReader(bytes.NewReader(body), contentType)
 	if err != nil {
-		return nil, fmt.Errorf("reading the %s body: %w", contentType, err)
+		return nil, fmt.Errorf("reading the body (Content-Type %q): %w", contentType, err)
 	}
 	out, err := io.ReadAll(r)
 	if err != nil {
-		return nil, fmt.Errorf("decoding the %s body: %w", contentType, err)
+		return nil, fmt.Errorf("decoding the body (Content-Type %q): %w", contentType, err)
 	}
 	return bytes.ToValidUTF8(out, []byte("\uFFFD")), nil
 }
