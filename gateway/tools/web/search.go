@@ -397,6 +397,9 @@ func quotaHint(ws []RateWindow) string {
 			continue
 		}
 		what := fmt.Sprintf("the limit of %d requests", w.Limit)
+		if w.Limit == 1 {
+			what = "the limit of 1 request"
+		}
 		if w.Window > 0 {
 			what += " per " + human(w.Window)
 		}
