@@ -89,6 +89,9 @@ func looksBinary(b []byte) bool {
 	return bad > 16 && bad*10 > utf8.RuneCount(b)
 }
 
+// maxReadabilityElems bounds the documents Readability is run on.
+const maxReadabilityElems = 50_000
+
 // Page is converted HTML.
 type Page struct {
 	Title string
@@ -113,7 +116,12 @@ func ConvertHTML(doc []byte, mode string, useReadability bool, pageURL *url.URL)
 	p := Page{Title: docTitle(root), Extractor: "html"}
 	node := root
 	if useReadability {
-		if a, err := readability.FromDocument(root, pageURL); err == nil && a.Node != nil && strings.TrimSpace(render.InnerText(a.Node)) != "" {
+		ps := readability.NewParser()
+		// Readability scores every element and goes over the tree more
+		// than once; past this size the plain conversion, which is one
+		// pass, does the job.
+		ps.MaxElemsToParse = maxReadabilityElems
+		if a, err := ps.ParseDocument(root, pageURL); err == nil && a.Node != nil && strings.TrimSpace(render.InnerText(a.Node)) != "" {
 			node = a.Node
 			p.Extractor = "readability"
 			if t := strings.TrimSpace(a.Title()); t != "" {

@@ -60,7 +60,12 @@ func DefaultFetchOptions() FetchOptions {
 type Fetcher struct {
 	o      FetchOptions
 	client *http.Client
+	slots  chan struct{} // HTML conversions running at once
 }
+
+// maxConversions bounds the HTML conversions running at once, abandoned
+// ones included: the box has few cores.
+const maxConversions = 2
 
 // NewFetcher builds a Fetcher whose connections all pass o.Guard.
 func NewFetcher(o FetchOptions) *Fetcher {
@@ -85,7 +90,6 @@ func NewFetcher(o FetchOptions) *Fetcher {
 		o.Now = time.Now
 	}
 	dialer := &net.Dialer{
-		Timeout:   o.Timeout,
 		KeepAlive: 30 * time.Second,
 		Resolver:  o.Resolver,
 		Control:   o.Guard.control,
@@ -93,13 +97,13 @@ func NewFetcher(o FetchOptions) *Fetcher {
 	tr := &http.Transport{
 		// No proxy, whatever HTTP_PROXY says: the guard must see the real
 		// destination, and a proxy would be the only address it saw.
-		Proxy:                 nil,
-		DialContext:           dialer.DialContext,
-		ForceAttemptHTTP2:     true,
-		TLSHandshakeTimeout:   o.Timeout,
-		ResponseHeaderTimeout: o.Timeout,
-		MaxIdleConns:          16,
-		IdleConnTimeout:       90 * time.Second,
+		Proxy:       nil,
+		DialContext: dialer.DialContext,
+		// The fetch's context deadline bounds the handshake and the
+		// headers; a second timer here would only race it.
+		ForceAttemptHTTP2: true,
+		MaxIdleConns:      16,
+		IdleConnTimeout:   90 * time.Second,
 	}
 	maxRedirects := o.MaxRedirects
 	client := &http.Client{
@@ -114,7 +118,7 @@ func NewFetcher(o FetchOptions) *Fetcher {
 			return nil
 		},
 	}
-	return &Fetcher{o: o, client: client}
+	return &Fetcher{o: o, client: client, slots: make(chan struct{}, maxConversions)}
 }
 
 // Close drops idle connections.
@@ -303,9 +307,9 @@ func (f *Fetcher) Fetch(ctx context.Context, fr FetchRequest) (*FetchResult, err
 	}
 	var out string
 	if kind == kindHTML {
-		p, err := ConvertHTML(text, mode, f.o.Readability, final)
+		p, err := f.convert(ctx, text, mode, final)
 		if err != nil {
-			return nil, fail(KindFetch, "%s: %v", final.Redacted(), err)
+			return nil, err
 		}
 		res.Title, res.Extractor, out = p.Title, p.Extractor, p.Text
 	} else {
@@ -334,6 +338,38 @@ func (f *Fetcher) Fetch(ctx context.Context, fr FetchRequest) (*FetchResult, err
 	return res, nil
 }
 
+// convert runs ConvertHTML within the fetch's deadline. The converters
+// take no context and some hostile pages (tens of thousands of sibling
+// links) cost them seconds per hundred kilobytes, so the call runs in its
+// own goroutine and the fetch stops waiting at the deadline; the slots
+// keep such leftovers from piling up, since a later fetch waits for one.
+func (f *Fetcher) convert(ctx context.Context, text []byte, mode string, final *url.URL) (Page, error) {
+	select {
+	case f.slots <- struct{}{}:
+	case <-ctx.Done():
+		return Page{}, fail(KindTimeout, "web_fetch %s: gave up after %s (tools.web.fetch.timeoutSeconds) waiting for other pages to finish converting", final.Redacted(), f.o.Timeout)
+	}
+	type out struct {
+		p   Page
+		err error
+	}
+	done := make(chan out, 1)
+	go func() {
+		defer func() { <-f.slots }()
+		p, err := ConvertHTML(text, mode, f.o.Readability, final)
+		done <- out{p, err}
+	}()
+	select {
+	case o := <-done:
+		if o.err != nil {
+			return Page{}, fail(KindFetch, "%s: %v", final.Redacted(), o.err)
+		}
+		return o.p, nil
+	case <-ctx.Done():
+		return Page{}, fail(KindTimeout, "web_fetch %s: converting the page took longer than %s (tools.web.fetch.timeoutSeconds); try extractMode \"text\", which is cheaper", final.Redacted(), f.o.Timeout)
+	}
+}
+
 // transportError turns a failed request or body read into an *Error,
 // naming the blocked address, the timeout or the redirect limit when one of
 // those was the cause.
@@ -345,7 +381,8 @@ func (f *Fetcher) transportError(ctx context.Context, u *url.URL, err error) err
 	if errors.As(err, &re) {
 		return fail(KindRedirects, "web_fetch %s: %v", u.Redacted(), re)
 	}
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	var ne net.Error
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
 		return fail(KindTimeout, "web_fetch %s: gave up after %s (tools.web.fetch.timeoutSeconds)", u.Redacted(), f.o.Timeout)
 	}
 	if ctx.Err() != nil {
