@@ -101,6 +101,34 @@ type Tools struct {
 	Exec  Exec     `json:"exec"`
 	Allow []string `json:"allow"`
 	Deny  []string `json:"deny"`
+	Web   Web      `json:"web"`
+}
+
+// Web is tools.web: web_fetch, web_search and the addresses web_fetch may
+// reach although they are internal.
+type Web struct {
+	AllowPrivate []string  `json:"allowPrivate"`
+	Fetch        WebFetch  `json:"fetch"`
+	Search       WebSearch `json:"search"`
+}
+
+type WebFetch struct {
+	Enabled          bool `json:"enabled"`
+	MaxChars         int  `json:"maxChars"`
+	MaxCharsCap      int  `json:"maxCharsCap"`
+	MaxResponseBytes int  `json:"maxResponseBytes"`
+	TimeoutSeconds   int  `json:"timeoutSeconds"`
+	MaxRedirects     int  `json:"maxRedirects"`
+	Readability      bool `json:"readability"`
+}
+
+type WebSearch struct {
+	Enabled        bool   `json:"enabled"`
+	Provider       string `json:"provider"`
+	APIKeyFile     string `json:"apiKeyFile,omitempty"`
+	BaseURL        string `json:"baseUrl"`
+	MaxResults     int    `json:"maxResults"`
+	TimeoutSeconds int    `json:"timeoutSeconds"`
 }
 
 type Exec struct {
@@ -147,12 +175,16 @@ const (
 	// EnvClientToken is the token the skykoi CLI (chat, call, bench)
 	// presents to a gateway; a gateway started from such a shell has it too.
 	EnvClientToken = "SKYKOI_TOKEN"
+	// EnvBraveAPIKey is the Brave Search API key web_search uses (the name
+	// OpenClaw and Brave's docs use).
+	EnvBraveAPIKey = "BRAVE_API_KEY"
 )
 
 // SecretEnvNames are the environment variables that hold a credential for
 // the gateway itself: the one list of what the gateway keeps from every
 // process its tools start, so that a command the model runs cannot read the
-// token and connect to the gateway as an operator.
+// token and connect to the gateway as an operator, nor spend the Brave
+// Search key outside web_search.
 //
 // AWS credentials are deliberately not here: the agent may use the AWS CLI
 // under the Koi's role, and any process on the instance can fetch that
@@ -161,7 +193,7 @@ const (
 // and SKYKOI_STATE_DIR are locations, not secrets, and let a skykoi command
 // the agent runs find the gateway's files.
 func SecretEnvNames() []string {
-	return []string{EnvToken, EnvPassword, EnvClientToken}
+	return []string{EnvToken, EnvPassword, EnvClientToken, EnvBraveAPIKey}
 }
 
 // Clone returns a deep copy.
@@ -173,6 +205,7 @@ func (c Config) Clone() Config {
 	c.Tools.Allow = cp(c.Tools.Allow)
 	c.Tools.Deny = cp(c.Tools.Deny)
 	c.Tools.Exec.Allowlist = cp(c.Tools.Exec.Allowlist)
+	c.Tools.Web.AllowPrivate = cp(c.Tools.Web.AllowPrivate)
 	return c
 }
 

@@ -119,6 +119,11 @@ func koiConfig() configgen.Config {
 		Tools: configgen.Tools{
 			Exec:  configgen.Exec{Security: "full", Host: "gateway", Allowlist: []string{}, TimeoutSec: 1800},
 			Allow: []string{}, Deny: []string{},
+			Web: configgen.Web{AllowPrivate: []string{},
+				Fetch: configgen.WebFetch{Enabled: true, MaxChars: 20000, MaxCharsCap: 20000, MaxResponseBytes: 2000000,
+					TimeoutSeconds: 30, MaxRedirects: 3, Readability: true},
+				Search: configgen.WebSearch{Enabled: true, Provider: "brave", BaseURL: "https://api.search.brave.com",
+					MaxResults: 5, TimeoutSeconds: 30}},
 		},
 		Session: configgen.Session{DMScope: "main", Reset: configgen.Reset{Mode: "daily", AtHour: 4}},
 		Logging: configgen.Logging{Level: "info"},

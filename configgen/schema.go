@@ -82,7 +82,7 @@ const DefaultModel = Provider + "/us.anthropic.claude-opus-4-6-v1"
 
 // ToolNames lists the tools the gateway can offer a model, for tools.allow and
 // tools.deny.
-var toolNames = []string{"exec", "process", "read", "write", "edit", "memory_search", "memory_get"}
+var toolNames = []string{"exec", "process", "read", "write", "edit", "memory_search", "memory_get", "web_fetch", "web_search"}
 
 // ToolNames returns the tools the gateway can offer, in a fixed order.
 func ToolNames() []string { return append([]string(nil), toolNames...) }
@@ -145,6 +145,27 @@ var root = &node{kind: kindObject, fields: []*node{
 		),
 		&node{key: "allow", kind: kindStrings, format: fmtToolName, def: []any{}, doc: "tool names offered to the model; empty = every tool"},
 		&node{key: "deny", kind: kindStrings, format: fmtToolName, def: []any{}, doc: "tool names never offered; deny wins over allow"},
+		obj("web", "web_fetch and web_search",
+			&node{key: "allowPrivate", kind: kindStrings, format: fmtIPOrCIDR, def: []any{},
+				doc: "addresses web_fetch may connect to although they are loopback, link-local, private, unique-local, CGNAT or otherwise internal (IPs or CIDRs, checked against the address actually dialled); the metadata service (`169.254.169.254`, `fd00:ec2::254`) only when listed as that single address"},
+			obj("fetch", "the web_fetch tool",
+				&node{key: "enabled", kind: kindBool, def: true, doc: "offer web_fetch (HTTP(S) GET, HTML as markdown or text)"},
+				&node{key: "maxChars", kind: kindInt, min: i64(100), max: i64(1000000), def: int64(20000), doc: "text returned when the call names no maxChars; at most maxCharsCap"},
+				&node{key: "maxCharsCap", kind: kindInt, min: i64(100), max: i64(1000000), def: int64(20000), doc: "the most text one call may ask for"},
+				&node{key: "maxResponseBytes", kind: kindInt, min: i64(32000), max: i64(10000000), def: int64(2000000), doc: "bytes of the response body read; the rest is cut off and the result says so"},
+				&node{key: "timeoutSeconds", kind: kindInt, min: i64(1), max: i64(300), def: int64(30), doc: "for the whole fetch: connecting, redirects and reading the body"},
+				&node{key: "maxRedirects", kind: kindInt, min: i64(0), max: i64(20), def: int64(3), doc: "redirects followed; each target passes the same address check"},
+				&node{key: "readability", kind: kindBool, def: true, doc: "extract the page's main content (Readability) before converting; off converts the whole body"},
+			),
+			obj("search", "the web_search tool",
+				&node{key: "enabled", kind: kindBool, def: true, doc: "offer web_search when a Brave Search API key is found (env `" + EnvBraveAPIKey + "`, else apiKeyFile)"},
+				&node{key: "provider", kind: kindEnum, enum: []string{"brave"}, def: "brave", doc: "the search API; Brave Search is the one SkyKoi speaks"},
+				&node{key: "apiKeyFile", kind: kindString, format: fmtPath, doc: "a file holding the Brave Search API key (one line), read when the tools are set up; env `" + EnvBraveAPIKey + "` wins"},
+				&node{key: "baseUrl", kind: kindString, format: fmtURL, def: "https://api.search.brave.com", doc: "Brave-compatible endpoint; `/res/v1/web/search` is appended"},
+				&node{key: "maxResults", kind: kindInt, min: i64(1), max: i64(10), def: int64(5), doc: "results when the call names no count"},
+				&node{key: "timeoutSeconds", kind: kindInt, min: i64(1), max: i64(300), def: int64(30), doc: "per search"},
+			),
+		),
 	),
 	obj("session", "conversation sessions",
 		&node{key: "dmScope", kind: kindEnum, enum: []string{"main"}, def: "main",

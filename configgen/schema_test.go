@@ -97,6 +97,21 @@ func specKeys(t *testing.T, path string) []string {
 // spec lacks is drift, and fails below.
 var beyondSpec = map[string]string{
 	"agents.defaults.contextTokens": "issue 13",
+
+	"tools.web.allowPrivate":           "issue 14",
+	"tools.web.fetch.enabled":          "issue 14",
+	"tools.web.fetch.maxChars":         "issue 14",
+	"tools.web.fetch.maxCharsCap":      "issue 14",
+	"tools.web.fetch.maxResponseBytes": "issue 14",
+	"tools.web.fetch.timeoutSeconds":   "issue 14",
+	"tools.web.fetch.maxRedirects":     "issue 14",
+	"tools.web.fetch.readability":      "issue 14",
+	"tools.web.search.enabled":         "issue 14",
+	"tools.web.search.provider":        "issue 14",
+	"tools.web.search.apiKeyFile":      "issue 14",
+	"tools.web.search.baseUrl":         "issue 14",
+	"tools.web.search.maxResults":      "issue 14",
+	"tools.web.search.timeoutSeconds":  "issue 14",
 }
 
 func TestRowsMatchSpec(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	"github.com/skykoi/skykoi/gateway/session"
 	"github.com/skykoi/skykoi/gateway/skills"
 	"github.com/skykoi/skykoi/gateway/tools"
+	"github.com/skykoi/skykoi/gateway/tools/web"
 )
 
 // agentParts are the agent's dependencies that a reload may rebuild.
@@ -136,12 +137,16 @@ func (s *Server) toolSet(security string) (*tools.Set, error) {
 	}
 	ex := cfg.Tools.Exec
 	ex.Security = security
+	webOpts, err := web.FromConfig(cfg.Tools.Web, s.opts.Getenv)
+	if err != nil {
+		return nil, fmt.Errorf("setting up the web tools: %w", err)
+	}
 	// The config file and the state directory go in so the file tools
 	// refuse them: a model able to write either could raise its own
 	// tools.exec.security or pair a device of its choosing.
 	set, err := tools.New(tools.Options{Workspace: s.workspace(cfg), Exec: ex, Allow: cfg.Tools.Allow,
 		Deny: cfg.Tools.Deny, ConfigPath: s.opts.ConfigPath, StateDir: s.opts.StateDir,
-		Logger: s.log.With("component", "tools"), Memory: s.memory})
+		Logger: s.log.With("component", "tools"), Memory: s.memory, Web: &webOpts})
 	if err != nil {
 		return nil, fmt.Errorf("setting up tools: %w", err)
 	}

@@ -13,9 +13,10 @@ import (
 // environment (AWS credentials included) does.
 func TestExecEnvHasNoGatewaySecrets(t *testing.T) {
 	secrets := map[string]string{
-		configgen.EnvToken:    "gw-token-4f1c9a",
-		configgen.EnvPassword: "gw-password-77b2e0",
-		"SKYKOI_TOKEN":        "client-token-0d3e58",
+		configgen.EnvToken:       "gw-token-4f1c9a",
+		configgen.EnvPassword:    "gw-password-77b2e0",
+		"SKYKOI_TOKEN":           "client-token-0d3e58",
+		configgen.EnvBraveAPIKey: "brave-key-a81f3c",
 	}
 	for k, v := range secrets {
 		t.Setenv(k, v)

@@ -1,5 +1,5 @@
 // Package tools implements the tools the gateway offers the model: exec, process,
-// read, write and edit.
+// read, write, edit, memory_search, memory_get, web_fetch and web_search.
 //
 // A Set is built once from the config (New) and is safe for concurrent use by
 // every run. Run never panics and never returns a Go error: whatever goes wrong
@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/skykoi/skykoi/configgen"
+	"github.com/skykoi/skykoi/gateway/tools/web"
 )
 
 // Defaults for the Options size limits.
@@ -88,6 +89,9 @@ type Options struct {
 	Now func() time.Time
 	// Memory backs memory_search and memory_get; nil leaves them out.
 	Memory Memory
+	// Web configures web_fetch and web_search (web.FromConfig); nil leaves
+	// them out.
+	Web *web.Options
 }
 
 // Spec describes one tool to the model.
@@ -125,6 +129,7 @@ type Set struct {
 	log       *slog.Logger
 	now       func() time.Time
 	memory    Memory
+	web       webTools
 	specs     []Spec
 
 	mu      sync.Mutex
@@ -246,6 +251,9 @@ func New(opts Options) (*Set, error) {
 			}
 		}
 	}
+	if s.web, err = newWebTools(opts.Web); err != nil {
+		return nil, err
+	}
 	s.specs = s.buildSpecs()
 	return s, nil
 }
@@ -319,6 +327,10 @@ func (s *Set) Run(ctx context.Context, name string, input json.RawMessage) (res 
 		return s.memorySearchTool(ctx, input)
 	case "memory_get":
 		return s.memoryGetTool(input)
+	case "web_fetch":
+		return s.webFetchTool(ctx, input)
+	case "web_search":
+		return s.webSearchTool(ctx, input)
 	}
 	return failure("unknown_tool", "unknown tool %q", name)
 }
@@ -334,6 +346,7 @@ func (s *Set) Close() error {
 	}
 	s.closed = true
 	close(s.closing)
+	s.web.close()
 	procs := make([]*proc, 0, len(s.live))
 	for p := range s.live {
 		procs = append(procs, p)
