@@ -39,7 +39,8 @@ func koiEnv(t *testing.T) *ec2test.Server {
 	} {
 		t.Setenv(k, v)
 	}
-	srv := ec2test.NewServer()
+	// The CLI signs with the environment's key; the stand-in checks it.
+	srv := ec2test.New(ec2test.Options{Keys: []ec2test.Key{{AccessKeyID: "AKIDKOICLITEST", SecretAccessKey: "koi-cli-test-secret"}}})
 	t.Cleanup(srv.Close)
 	return srv
 }

@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/credentials"
-
 	"github.com/skykoi/skykoi/gateway/idle"
 	"github.com/skykoi/skykoi/internal/koi/ec2test"
 	"github.com/skykoi/skykoi/internal/testwait"
@@ -313,7 +311,7 @@ func TestIdleStopsItsOwnInstance(t *testing.T) {
 		Logger:       slog.New(slog.NewTextHandler(logs, nil)),
 		IMDSEndpoint: md.URL(),
 		EC2Endpoint:  ec2.URL(),
-		Credentials:  credentials.NewStaticCredentialsProvider("AKIDIDLE", "secret", ""),
+		Credentials:  ec2.Credentials(),
 		Clock:        clock,
 		CheckEvery:   every,
 	})
@@ -366,7 +364,7 @@ func TestIdleStopRetriesRefusedStop(t *testing.T) {
 		StopAfter: 10 * time.Minute, Activity: func() (int, int) { return 0, 0 },
 		Logger:       slog.New(slog.NewTextHandler(logs, nil)),
 		IMDSEndpoint: md.URL(), EC2Endpoint: ec2.URL(),
-		Credentials: credentials.NewStaticCredentialsProvider("AKIDIDLE", "secret", ""),
+		Credentials: ec2.Credentials(),
 		Clock:       clock, CheckEvery: every,
 	})
 	if err != nil {
