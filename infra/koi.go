@@ -425,7 +425,7 @@ func (b *koiBuilder) build(k *Koi) error {
 		VpcSecurityGroupIds:      pulumi.StringArray{sg.ID()},
 		IamInstanceProfile:       role.profile.Name,
 		AssociatePublicIpAddress: pulumi.Bool(true),
-		MetadataOptions: metadata,
+		MetadataOptions:          metadata,
 		RootBlockDevice: &ec2.InstanceRootBlockDeviceArgs{
 			VolumeType:          pulumi.String("gp3"),
 			VolumeSize:          pulumi.Int(b.args.RootVolumeGiB),
