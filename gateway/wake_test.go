@@ -86,7 +86,7 @@ func TestIdleStopLeavesWakeSchedule(t *testing.T) {
 			// The schedule was written before the stop, not after.
 			var order []string
 			for _, c := range aws3.Calls() {
-				if c.Rejected == "" && (c.Action == "CreateSchedule" || c.Action == "StopInstances") {
+				if c.Rejected == "" && c.Err == "" && (c.Action == "CreateSchedule" || c.Action == "StopInstances") {
 					order = append(order, c.Action)
 				}
 			}

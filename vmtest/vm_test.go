@@ -722,8 +722,8 @@ func (h *harness) checkArtifactFetches(t *testing.T, n int) {
 	served := 0
 	for _, r := range h.s3.Calls() {
 		switch {
-		case r.Rejected != "":
-			t.Errorf("S3 refused the guest's %s %s: %s", r.Method, r.Path, r.Rejected)
+		case r.Rejected != "" || r.Err != "":
+			t.Errorf("S3 refused the guest's %s %s: %s%s", r.Method, r.Path, r.Rejected, r.Err)
 		case r.Status == 200 && r.Path == "/"+bucket+"/"+artifact:
 			served++
 		}

@@ -79,7 +79,10 @@ func (s *Server) serveS3(w http.ResponseWriter, r *http.Request, body []byte) {
 		Region: credentialRegion(r.Header.Get("Authorization"))}
 	reqID := s.requestID()
 	fail := func(status int, code, msg string) {
-		call.Status, call.Rejected = status, code+": "+msg
+		call.Status, call.Err = status, code+": "+msg
+		if action == "" {
+			call.Rejected = call.Err
+		}
 		s.record(call)
 		writeS3Error(w, r, status, code, msg, reqID)
 	}

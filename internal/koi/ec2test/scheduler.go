@@ -278,7 +278,10 @@ func (s *Server) serveScheduler(w http.ResponseWriter, r *http.Request, body []b
 		call.Status = status
 		if e != nil {
 			call.Status = e.status
-			call.Rejected = e.code + ": " + e.message
+			call.Err = e.code + ": " + e.message
+			if call.Action == "" {
+				call.Rejected = call.Err
+			}
 		}
 		s.record(call)
 		if e != nil {

@@ -109,6 +109,9 @@ type Call struct {
 	// Rejected says why the request was refused before the action ran
 	// (unsigned, wrong version, unknown action); empty when it was served.
 	Rejected string
+	// Err is the error a served S3 or Scheduler action answered with (a
+	// missing key or schedule, a validation error, an injected error).
+	Err string
 }
 
 // Options configure New. The zero value is a server that knows DefaultKey
