@@ -196,22 +196,36 @@ func Next(ctx context.Context, c *scheduler.Client, instanceID string) (time.Tim
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("reading the wake schedule of %s: %w", instanceID, err)
 	}
-	expr := aws.ToString(out.ScheduleExpression)
-	loc := time.UTC
-	if tz := aws.ToString(out.ScheduleExpressionTimezone); tz != "" {
-		if l, err := time.LoadLocation(tz); err == nil {
-			loc = l
-		}
-	}
-	var s string
-	if _, err := fmt.Sscanf(expr, "at(%19s)", &s); err != nil {
-		return time.Time{}, false, fmt.Errorf("the wake schedule of %s has expression %q, not at(...)", instanceID, expr)
-	}
-	t, err := time.ParseInLocation("2006-01-02T15:04:05", s, loc)
+	t, err := ParseExpression(aws.ToString(out.ScheduleExpression), aws.ToString(out.ScheduleExpressionTimezone))
 	if err != nil {
-		return time.Time{}, false, fmt.Errorf("the wake schedule of %s has expression %q: %w", instanceID, expr, err)
+		return time.Time{}, false, fmt.Errorf("the wake schedule of %s: %w", instanceID, err)
 	}
 	return t, true, nil
+}
+
+// ParseExpression reads a one-time expression, at(yyyy-mm-ddThh:mm:ss),
+// in its time zone (UTC when empty).
+func ParseExpression(expr, timezone string) (time.Time, error) {
+	inner, ok := strings.CutPrefix(expr, "at(")
+	if ok {
+		inner, ok = strings.CutSuffix(inner, ")")
+	}
+	if !ok {
+		return time.Time{}, fmt.Errorf("expression %q is not at(yyyy-mm-ddThh:mm:ss)", expr)
+	}
+	loc := time.UTC
+	if timezone != "" {
+		l, err := time.LoadLocation(timezone)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("expression %q: time zone %q: %w", expr, timezone, err)
+		}
+		loc = l
+	}
+	t, err := time.ParseInLocation("2006-01-02T15:04:05", inner, loc)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("expression %q is not at(yyyy-mm-ddThh:mm:ss): %w", expr, err)
+	}
+	return t, nil
 }
 
 // RoleFromIMDS reads the execution role's ARN from the instance tag

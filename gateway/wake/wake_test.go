@@ -178,3 +178,40 @@ func TestNewRejects(t *testing.T) {
 		t.Error("a role without a client: accepted")
 	}
 }
+
+// FuzzParseExpression: what parses prints back as the same expression
+// (Expression of it, in UTC), and nothing panics.
+func FuzzParseExpression(f *testing.F) {
+	for _, s := range []string{"at(2030-01-02T03:04:05)", "at(2030-01-02T03:04)", "at(2030-13-01T00:00:00)", "rate(5 minutes)", "at()", "at(2030-01-02T03:04:05Z)"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, expr string) {
+		at, err := wake.ParseExpression(expr, "")
+		if err != nil {
+			return
+		}
+		if back := wake.Expression(at); back != expr {
+			t.Fatalf("%q parsed to %v, printed as %q", expr, at, back)
+		}
+	})
+}
+
+func TestParseExpression(t *testing.T) {
+	tests := []struct {
+		expr, tz string
+		want     time.Time
+		err      bool
+	}{
+		{"at(2030-01-02T03:04:05)", "", time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC), false},
+		{"at(2030-01-02T03:04:05)", "Asia/Tokyo", time.Date(2030, 1, 1, 18, 4, 5, 0, time.UTC), false},
+		{"at(2030-01-02T03:04:05)", "Nowhere/City", time.Time{}, true},
+		{"rate(1 hour)", "", time.Time{}, true},
+		{"at(2030-02-30T00:00:00)", "", time.Time{}, true},
+	}
+	for _, tt := range tests {
+		got, err := wake.ParseExpression(tt.expr, tt.tz)
+		if (err != nil) != tt.err || !got.Equal(tt.want) {
+			t.Errorf("ParseExpression(%q, %q) = %v, %v", tt.expr, tt.tz, got, err)
+		}
+	}
+}
