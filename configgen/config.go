@@ -77,6 +77,7 @@ type Reload struct {
 
 type Idle struct {
 	StopAfterMinutes int `json:"stopAfterMinutes"`
+	WakeLeadMinutes  int `json:"wakeLeadMinutes"`
 }
 
 type Agents struct {

@@ -108,6 +108,7 @@ func koiConfig() configgen.Config {
 			TrustedProxies: []string{"127.0.0.1"},
 			ControlUI:      configgen.ControlUI{Enabled: true, AllowedOrigins: []string{}},
 			Reload:         configgen.Reload{Mode: "hybrid"},
+			Idle:           configgen.Idle{WakeLeadMinutes: 3},
 		},
 		Agents: configgen.Agents{Defaults: configgen.AgentDefaults{
 			Workspace:      "/home/ubuntu/koi",

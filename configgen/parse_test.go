@@ -236,7 +236,7 @@ func TestParseValid(t *testing.T) {
 				Gateway: Gateway{Mode: "local", Port: 18789, Bind: "loopback",
 					Auth:           Auth{Mode: "token", TokenSha256: hash, RateLimit: RateLimit{10, 60000, 300000}},
 					TrustedProxies: []string{}, ControlUI: ControlUI{Enabled: true, AllowedOrigins: []string{}},
-					Reload: Reload{"hybrid"}},
+					Reload: Reload{"hybrid"}, Idle: Idle{WakeLeadMinutes: 3}},
 				Agents: Agents{Defaults: AgentDefaults{Workspace: "~/koi", Model: Model{Primary: DefaultModel, Fallbacks: []string{}},
 					MaxTokens: 8192, TimeoutSeconds: 600, Thinking: "off"}},
 				Tools: Tools{Exec: Exec{Security: "deny", Host: "gateway", Allowlist: []string{}, TimeoutSec: 1800}, Allow: []string{}, Deny: []string{},

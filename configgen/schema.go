@@ -120,6 +120,7 @@ var root = &node{kind: kindObject, fields: []*node{
 		),
 		obj("idle", "idle sleep",
 			&node{key: "stopAfterMinutes", kind: kindInt, min: i64(0), max: i64(30 * dayMinutes), def: int64(0), doc: "0 = never; >0: with no connection and no run for that long, the Koi stops its own EC2 instance"},
+			&node{key: "wakeLeadMinutes", kind: kindInt, min: i64(1), max: i64(dayMinutes), def: int64(3), doc: "before an idle stop, an EventBridge Scheduler schedule starts the instance this long before the next due job or heartbeat; with one due sooner than this, it does not stop at all"},
 		),
 	),
 	obj("agents", "the agent",

@@ -112,6 +112,8 @@ var beyondSpec = map[string]string{
 	"tools.web.search.baseUrl":         "issue 14",
 	"tools.web.search.maxResults":      "issue 14",
 	"tools.web.search.timeoutSeconds":  "issue 14",
+
+	"gateway.idle.wakeLeadMinutes": "issue 12",
 }
 
 func TestRowsMatchSpec(t *testing.T) {

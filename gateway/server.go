@@ -93,6 +93,11 @@ type Options struct {
 	IMDSEndpoint, EC2Endpoint string
 	IdleClock                 idle.Clock
 	IdleCheckEvery            time.Duration
+	// NextWake reports the next due job or heartbeat; set, it turns on
+	// the wake schedule before an idle stop (gateway/wake).
+	// SchedulerEndpoint overrides EventBridge Scheduler's address (tests).
+	NextWake          func() (time.Time, bool)
+	SchedulerEndpoint string
 }
 
 func (o *Options) setDefaults() error {
@@ -468,6 +473,10 @@ func (s *Server) runIdleStop(ctx context.Context) {
 		Credentials:  s.opts.AWSCredentials,
 		Clock:        s.opts.IdleClock,
 		CheckEvery:   s.opts.IdleCheckEvery,
+
+		NextDue:           s.opts.NextWake,
+		WakeLead:          time.Duration(cfg.Gateway.Idle.WakeLeadMinutes) * time.Minute,
+		SchedulerEndpoint: s.opts.SchedulerEndpoint,
 	})
 	if err != nil {
 		s.log.Error("idle stop is off", "err", err)

@@ -17,6 +17,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/skykoi/skykoi/cloudinit"
 	"github.com/skykoi/skykoi/configgen"
+	"github.com/skykoi/skykoi/gateway/wake"
 	"github.com/skykoi/skykoi/internal/netbreadth"
 )
 
@@ -405,6 +406,18 @@ func (b *koiBuilder) build(k *Koi) error {
 		return b.userData(string(v[0].(pulumi.ID)), v[1].(string), art.key)
 	}).(pulumi.StringOutput)
 
+	metadata := &ec2.InstanceMetadataOptionsArgs{
+		HttpEndpoint:            pulumi.String("enabled"),
+		HttpTokens:              pulumi.String("required"),
+		HttpPutResponseHopLimit: pulumi.Int(imdsHopLimit),
+	}
+	instTags := b.tags("")
+	if role.wake != nil {
+		// The gateway reads the wake role's ARN from its own tags through
+		// instance metadata: no API call, no extra permission.
+		metadata.InstanceMetadataTags = pulumi.String("enabled")
+		instTags[wake.RoleTag] = role.wake.Arn
+	}
 	inst, err := ec2.NewInstance(b.ctx, b.name, &ec2.InstanceArgs{
 		Ami:                      pulumi.String(ami),
 		InstanceType:             pulumi.String(b.args.InstanceType),
@@ -412,11 +425,7 @@ func (b *koiBuilder) build(k *Koi) error {
 		VpcSecurityGroupIds:      pulumi.StringArray{sg.ID()},
 		IamInstanceProfile:       role.profile.Name,
 		AssociatePublicIpAddress: pulumi.Bool(true),
-		MetadataOptions: &ec2.InstanceMetadataOptionsArgs{
-			HttpEndpoint:            pulumi.String("enabled"),
-			HttpTokens:              pulumi.String("required"),
-			HttpPutResponseHopLimit: pulumi.Int(imdsHopLimit),
-		},
+		MetadataOptions:          metadata,
 		RootBlockDevice: &ec2.InstanceRootBlockDeviceArgs{
 			VolumeType:          pulumi.String("gp3"),
 			VolumeSize:          pulumi.Int(b.args.RootVolumeGiB),
@@ -428,10 +437,15 @@ func (b *koiBuilder) build(k *Koi) error {
 		// cloud-init runs user-data on an instance's first boot only: a
 		// changed user-data on the old instance would change nothing.
 		UserDataReplaceOnChange: pulumi.Bool(true),
-		Tags:                    b.tags(""),
+		Tags:                    instTags,
 	}, b.parent, pulumi.DependsOn([]pulumi.Resource{art.object, role.policy, role.ssm}))
 	if err != nil {
 		return fmt.Errorf("creating the instance: %w", err)
+	}
+	if role.wake != nil {
+		if err := b.wakePolicies(role, inst); err != nil {
+			return err
+		}
 	}
 
 	// Stopping the old instance before detaching lets it unmount the volume
@@ -663,7 +677,10 @@ func (b *koiBuilder) artifact() (artifact, error) {
 
 // koiRole is the instance's identity and what it may do.
 type koiRole struct {
-	role    *iam.Role
+	role *iam.Role
+	// wake is the role EventBridge Scheduler takes to start the instance
+	// after an idle stop; nil with idle stop off.
+	wake    *iam.Role
 	policy  *iam.RolePolicy
 	ssm     *iam.RolePolicyAttachment
 	profile *iam.InstanceProfile
@@ -709,7 +726,42 @@ func (b *koiBuilder) role(art artifact) (koiRole, error) {
 	if err != nil {
 		return koiRole{}, fmt.Errorf("creating the instance profile: %w", err)
 	}
-	return koiRole{role: role, policy: policy, ssm: ssm, profile: profile}, nil
+	kr := koiRole{role: role, policy: policy, ssm: ssm, profile: profile}
+	if b.args.IdleStopMinutes > 0 {
+		trust, err := schedulerTrustPolicy(b.account)
+		if err != nil {
+			return koiRole{}, err
+		}
+		// Its permission (StartInstances on the instance) needs the
+		// instance's ID, so it is granted after the instance exists.
+		kr.wake, err = iam.NewRole(b.ctx, b.name+"-wake", &iam.RoleArgs{
+			AssumeRolePolicy: pulumi.String(trust),
+			Description:      pulumi.String("SkyKoi " + b.name + ": EventBridge Scheduler starts this Koi for its next job"),
+			Tags:             b.tags("wake"),
+		}, b.parent)
+		if err != nil {
+			return koiRole{}, fmt.Errorf("creating the wake role: %w", err)
+		}
+	}
+	return kr, nil
+}
+
+// wakePolicies grant the wake role StartInstances on this instance and the
+// instance role its own schedule and PassRole of the wake role.
+func (b *koiBuilder) wakePolicies(role koiRole, inst *ec2.Instance) error {
+	start := inst.ID().ToStringOutput().ApplyT(func(id string) (string, error) {
+		return wakeStartPolicy(b.partition, b.region, b.account, id)
+	}).(pulumi.StringOutput)
+	if _, err := iam.NewRolePolicy(b.ctx, b.name+"-wake", &iam.RolePolicyArgs{Role: role.wake.Name, Policy: start}, b.parent); err != nil {
+		return fmt.Errorf("granting the wake role ec2:StartInstances: %w", err)
+	}
+	sched := pulumi.All(inst.ID().ToStringOutput(), role.wake.Arn).ApplyT(func(v []any) (string, error) {
+		return wakeSchedulePolicy(b.partition, b.region, b.account, v[0].(string), v[1].(string))
+	}).(pulumi.StringOutput)
+	if _, err := iam.NewRolePolicy(b.ctx, b.name+"-schedule", &iam.RolePolicyArgs{Role: role.role.Name, Policy: sched}, b.parent); err != nil {
+		return fmt.Errorf("granting the instance role its wake schedule: %w", err)
+	}
+	return nil
 }
 
 // securityGroup lets the allowed networks reach nginx, and SSH only when

@@ -333,7 +333,7 @@ func TestTokenNowhere(t *testing.T) {
 
 func TestRolePolicyExact(t *testing.T) {
 	f, _ := deployed(t, defaultStack(t))
-	pol := f.one(t, typeRolePolicy)
+	pol := f.named(t, typeRolePolicy, "skykoi-dev")
 	doc := str(pol.Inputs, "policy")
 	golden(t, "role-policy.golden.json", []byte(doc))
 
@@ -371,7 +371,7 @@ func TestRolePolicyExact(t *testing.T) {
 	if got := str(att.Inputs, "policyArn"); got != "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore" {
 		t.Errorf("attached %q", got)
 	}
-	role := f.one(t, typeRole)
+	role := f.named(t, typeRole, "skykoi-dev")
 	var trust policyDocument
 	if err := json.Unmarshal([]byte(str(role.Inputs, "assumeRolePolicy")), &trust); err != nil {
 		t.Fatal(err)

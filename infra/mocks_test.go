@@ -197,6 +197,19 @@ func (f *fakeAWS) one(t *testing.T, token string) pulumi.MockResourceArgs {
 	return rs[0]
 }
 
+// named returns the resource of a type with a logical name, failing
+// without one.
+func (f *fakeAWS) named(t *testing.T, token, name string) pulumi.MockResourceArgs {
+	t.Helper()
+	for _, r := range f.ofType(token) {
+		if r.Name == name {
+			return r
+		}
+	}
+	t.Fatalf("no %s named %s", token, name)
+	return pulumi.MockResourceArgs{}
+}
+
 func (f *fakeAWS) callsTo(token string) []pulumi.MockCallArgs {
 	f.mu.Lock()
 	defer f.mu.Unlock()

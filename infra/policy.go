@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/skykoi/skykoi/configgen"
+	"github.com/skykoi/skykoi/gateway/wake"
 )
 
 // KoiTagKey tags every resource of a Koi with its name. The role's
@@ -200,4 +201,50 @@ func tlsOnlyBucketPolicy(partition, bucket string) (string, error) {
 		},
 		Condition: map[string]map[string]string{"Bool": {"aws:SecureTransport": "false"}},
 	}}}.render()
+}
+
+// schedulerTrustPolicy lets EventBridge Scheduler, acting for this account
+// only (aws:SourceAccount, against the confused deputy), take the wake
+// role.
+func schedulerTrustPolicy(account string) (string, error) {
+	return policyDocument{Version: "2012-10-17", Statement: []policyStatement{{
+		Effect:    "Allow",
+		Principal: map[string]string{"Service": "scheduler.amazonaws.com"},
+		Action:    []string{"sts:AssumeRole"},
+		Condition: map[string]map[string]string{"StringEquals": {"aws:SourceAccount": account}},
+	}}}.render()
+}
+
+// wakeStartPolicy is the wake role's whole power: starting this one
+// instance.
+func wakeStartPolicy(partition, region, account, instanceID string) (string, error) {
+	return policyDocument{Version: "2012-10-17", Statement: []policyStatement{{
+		Sid:      "StartThisKoi",
+		Effect:   "Allow",
+		Action:   []string{"ec2:StartInstances"},
+		Resource: []string{fmt.Sprintf("arn:%s:ec2:%s:%s:instance/%s", partition, region, account, instanceID)},
+	}}}.render()
+}
+
+// wakeSchedulePolicy lets the instance role manage its own wake schedule
+// (one name, derived from the instance ID) and hand Scheduler the wake
+// role, and nothing else: no other schedule, no other role, no other
+// service to pass it to.
+func wakeSchedulePolicy(partition, region, account, instanceID, wakeRoleARN string) (string, error) {
+	return policyDocument{Version: "2012-10-17", Statement: []policyStatement{
+		{
+			Sid:    "ManageOwnWakeSchedule",
+			Effect: "Allow",
+			Action: []string{"scheduler:CreateSchedule", "scheduler:DeleteSchedule", "scheduler:GetSchedule", "scheduler:UpdateSchedule"},
+			Resource: []string{fmt.Sprintf("arn:%s:scheduler:%s:%s:schedule/default/%s",
+				partition, region, account, wake.ScheduleName(instanceID))},
+		},
+		{
+			Sid:       "PassWakeRoleToScheduler",
+			Effect:    "Allow",
+			Action:    []string{"iam:PassRole"},
+			Resource:  []string{wakeRoleARN},
+			Condition: map[string]map[string]string{"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}},
+		},
+	}}.render()
 }

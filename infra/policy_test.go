@@ -1,9 +1,14 @@
 package infra
 
 import (
+	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+
+	"github.com/skykoi/skykoi/gateway/wake"
 )
 
 func TestModelARNs(t *testing.T) {
@@ -90,5 +95,103 @@ func TestRolePolicyDeduplicates(t *testing.T) {
 	}
 	if n := strings.Count(a, "foundation-model/anthropic.claude-opus-4-6-v1"); n != 1 {
 		t.Errorf("the foundation model appears %d times:\n%s", n, a)
+	}
+}
+
+// TestWakeIAM: with idle stop on, Scheduler's execution role may only
+// start this instance and only Scheduler of this account may take it; the
+// instance role may manage only its own schedule and pass only that role,
+// only to Scheduler. The instance carries the role's ARN as a metadata tag.
+func TestWakeIAM(t *testing.T) {
+	f, outs := deployed(t, defaultStack(t))
+	id := outs["instanceId"]
+	if !strings.HasPrefix(id, "i-") {
+		t.Fatalf("instance id %q", id)
+	}
+	const wakeARN = "arn:aws:iam::123456789012:role/skykoi-dev-wake-e5f6a7b"
+
+	decode := func(doc string) []policyStatement {
+		t.Helper()
+		var d policyDocument
+		if err := json.Unmarshal([]byte(doc), &d); err != nil {
+			t.Fatalf("%v in %s", err, doc)
+		}
+		return d.Statement
+	}
+	wakeRole := f.named(t, typeRole, "skykoi-dev-wake")
+	wantTrust := []policyStatement{{Effect: "Allow", Principal: map[string]any{"Service": "scheduler.amazonaws.com"},
+		Action: []string{"sts:AssumeRole"}, Condition: map[string]map[string]string{"StringEquals": {"aws:SourceAccount": "123456789012"}}}}
+	if got := decode(str(wakeRole.Inputs, "assumeRolePolicy")); !reflect.DeepEqual(got, wantTrust) {
+		t.Errorf("wake role trust %+v", got)
+	}
+	for _, k := range []string{"managedPolicyArns", "inlinePolicies"} {
+		if v, ok := wakeRole.Inputs[resource.PropertyKey(k)]; ok && v.IsArray() && len(v.ArrayValue()) > 0 {
+			t.Errorf("wake role has %s: %v", k, v)
+		}
+	}
+
+	tests := []struct {
+		policy, role string
+		want         []policyStatement
+	}{
+		{"skykoi-dev-wake", "skykoi-dev-wake-e5f6a7b", []policyStatement{{Sid: "StartThisKoi", Effect: "Allow",
+			Action: []string{"ec2:StartInstances"}, Resource: []string{"arn:aws:ec2:us-west-2:123456789012:instance/" + id}}}},
+		{"skykoi-dev-schedule", "skykoi-dev-e5f6a7b", []policyStatement{
+			{Sid: "ManageOwnWakeSchedule", Effect: "Allow",
+				Action:   []string{"scheduler:CreateSchedule", "scheduler:DeleteSchedule", "scheduler:GetSchedule", "scheduler:UpdateSchedule"},
+				Resource: []string{"arn:aws:scheduler:us-west-2:123456789012:schedule/default/" + wake.ScheduleName(id)}},
+			{Sid: "PassWakeRoleToScheduler", Effect: "Allow", Action: []string{"iam:PassRole"}, Resource: []string{wakeARN},
+				Condition: map[string]map[string]string{"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.policy, func(t *testing.T) {
+			pol := f.named(t, typeRolePolicy, tt.policy)
+			if got := str(pol.Inputs, "role"); got != tt.role {
+				t.Errorf("on role %q, want %q", got, tt.role)
+			}
+			if got := decode(str(pol.Inputs, "policy")); !reflect.DeepEqual(got, tt.want) {
+				b, _ := json.MarshalIndent(got, "", "  ")
+				t.Errorf("statements:\n%s", b)
+			}
+		})
+	}
+	// Nothing else grants Scheduler or PassRole, nor a wildcard of them.
+	for _, pol := range f.ofType(typeRolePolicy) {
+		for _, st := range decode(str(pol.Inputs, "policy")) {
+			for _, a := range st.Action {
+				if (strings.HasPrefix(a, "scheduler:") || a == "iam:PassRole") && pol.Name != "skykoi-dev-schedule" {
+					t.Errorf("%s grants %s", pol.Name, a)
+				}
+				if strings.Contains(a, "*") {
+					t.Errorf("%s grants wildcard action %s", pol.Name, a)
+				}
+			}
+			for _, r := range st.Resource {
+				if (strings.Contains(r, ":scheduler:") || strings.Contains(r, ":iam::")) && strings.Contains(r, "*") {
+					t.Errorf("%s grants wildcard resource %s", pol.Name, r)
+				}
+			}
+		}
+	}
+	inst := f.one(t, typeInstance)
+	if got := str(inst.Inputs, "tags", wake.RoleTag); got != wakeARN {
+		t.Errorf("instance tag %s = %q, want %q", wake.RoleTag, got, wakeARN)
+	}
+	if got := str(inst.Inputs, "metadataOptions", "instanceMetadataTags"); got != "enabled" {
+		t.Errorf("instance metadata tags %q, want enabled", got)
+	}
+}
+
+// TestNoWakeWithoutIdleStop: a Koi that never stops gets no wake role.
+func TestNoWakeWithoutIdleStop(t *testing.T) {
+	s := defaultStack(t)
+	delete(s.config, "skykoi:idleStopMinutes")
+	f, _ := deployed(t, s)
+	if n := len(f.ofType(typeRole)); n != 1 {
+		t.Errorf("%d roles, want the instance role alone", n)
+	}
+	if n := len(f.ofType(typeRolePolicy)); n != 1 {
+		t.Errorf("%d role policies, want one", n)
 	}
 }

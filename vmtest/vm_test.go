@@ -24,6 +24,7 @@ import (
 	"github.com/skykoi/skykoi/gateway/client"
 	"github.com/skykoi/skykoi/gateway/protocol"
 	"github.com/skykoi/skykoi/internal/koi"
+	"github.com/skykoi/skykoi/internal/koi/ec2test"
 	"github.com/skykoi/skykoi/internal/testwait"
 )
 
@@ -64,7 +65,7 @@ type harness struct {
 	dir     string
 	image   Image
 	imds    *IMDS
-	s3      *S3
+	s3      *ec2test.Server
 	bedrock *bedrocktest.Server
 	creds   Credentials
 	token   string
@@ -314,7 +315,7 @@ func newHarness(ctx context.Context, t *testing.T) *harness {
 	t.Logf("image %s and gateway binary (%d MB) ready in %s", h.image.Dir, len(binary)>>20, time.Since(start).Round(time.Second))
 
 	h.imds = NewIMDS(Instance{})
-	h.s3 = NewS3(region, h.creds)
+	h.s3 = newS3(region, h.creds)
 	h.bedrock = bedrocktest.NewServer()
 	t.Cleanup(func() {
 		// After every VM is gone (cleanups run last-registered first).
@@ -719,10 +720,10 @@ func mustJSON(v any) []byte {
 // each time with a signature the fake verified, and was never refused.
 func (h *harness) checkArtifactFetches(t *testing.T, n int) {
 	served := 0
-	for _, r := range h.s3.Requests() {
+	for _, r := range h.s3.Calls() {
 		switch {
-		case r.Refused != "":
-			t.Errorf("S3 refused the guest's %s %s: %s", r.Method, r.Path, r.Refused)
+		case r.Rejected != "" || r.Err != "":
+			t.Errorf("S3 refused the guest's %s %s: %s%s", r.Method, r.Path, r.Rejected, r.Err)
 		case r.Status == 200 && r.Path == "/"+bucket+"/"+artifact:
 			served++
 		}
@@ -777,7 +778,7 @@ func (h *harness) diagnose(vm *bootedVM) {
 		imds = append(imds, fmt.Sprintf("%s %s %s → %d", r.Instance, r.Method, r.Path, r.Status))
 	}
 	t.Logf("metadata requests:\n%s", strings.Join(imds, "\n"))
-	t.Logf("S3 requests: %+v", h.s3.Requests())
+	t.Logf("S3 requests: %+v", h.s3.Calls())
 	t.Logf("Bedrock requests: %d", len(h.bedrock.Requests()))
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/skykoi/skykoi/gateway/client"
+	"github.com/skykoi/skykoi/gateway/wake"
 	"github.com/skykoi/skykoi/internal/koi"
 	"github.com/spf13/cobra"
 )
@@ -43,7 +44,7 @@ func newKoiCmd() *cobra.Command {
 	pf := c.PersistentFlags()
 	pf.StringVar(&f.instance, "instance", "", "the Koi's EC2 instance ID, like i-0123456789abcdef0 (required)")
 	pf.StringVar(&f.region, "region", "", "AWS region of the instance (default: $AWS_REGION, else the profile's region)")
-	pf.StringVar(&f.endpoint, "endpoint", "", "EC2 API endpoint URL (for tests)")
+	pf.StringVar(&f.endpoint, "endpoint", "", "EC2 and Scheduler API endpoint URL (for tests)")
 	_ = pf.MarkHidden("endpoint")
 	c.AddCommand(newKoiStatusCmd(&f), newKoiStartCmd(&f), newKoiStopCmd(&f), newKoiWaitCmd(&f), newKoiFingerprintCmd(&f))
 	return c
@@ -77,7 +78,7 @@ func (f *koiFlags) client(c *cobra.Command) (*koi.Client, error) {
 func newKoiStatusCmd(f *koiFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
-		Short: "Show the instance's state, status checks, address and tags",
+		Short: "Show the instance's state, status checks, address, tags and next wake",
 		Args:  noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			kc, err := f.client(c)
@@ -89,6 +90,17 @@ func newKoiStatusCmd(f *koiFlags) *cobra.Command {
 				return err
 			}
 			printStatus(c.OutOrStdout(), st, kc.Region())
+			// The wake schedule is extra: a caller who may read EC2 but not
+			// Scheduler still gets the rest.
+			next := "none"
+			at, ok, err := wake.Next(c.Context(), kc.Scheduler(f.endpoint), f.instance)
+			switch {
+			case err != nil:
+				next = "unknown (" + err.Error() + ")"
+			case ok:
+				next = at.UTC().Format(time.RFC3339) + " (EventBridge Scheduler " + wake.ScheduleName(f.instance) + ")"
+			}
+			fmt.Fprintf(c.OutOrStdout(), "%-11s %s\n", "next wake", next)
 			return nil
 		},
 	}

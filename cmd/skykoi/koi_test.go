@@ -11,7 +11,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/scheduler"
+	schedtypes "github.com/aws/aws-sdk-go-v2/service/scheduler/types"
+
 	"github.com/skykoi/skykoi/gateway/client"
+	"github.com/skykoi/skykoi/gateway/wake"
 	"github.com/skykoi/skykoi/internal/koi/ec2test"
 )
 
@@ -39,7 +45,8 @@ func koiEnv(t *testing.T) *ec2test.Server {
 	} {
 		t.Setenv(k, v)
 	}
-	srv := ec2test.NewServer()
+	// The CLI signs with the environment's key; the stand-in checks it.
+	srv := ec2test.New(ec2test.Options{Keys: []ec2test.Key{{AccessKeyID: "AKIDKOICLITEST", SecretAccessKey: "koi-cli-test-secret"}}})
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -95,7 +102,8 @@ func TestKoiStatus(t *testing.T) {
 		"checks      system ok, instance ok\n" +
 		"public ip   203.0.113.7\n" +
 		"public dns  ec2-203-0-113-7.eu-west-1.compute.amazonaws.com\n" +
-		"tags        Name=koi-alice skykoi:owner=alice\n"
+		"tags        Name=koi-alice skykoi:owner=alice\n" +
+		"next wake   none\n"
 	if out != want {
 		t.Errorf("stdout:\n%s\nwant:\n%s", out, want)
 	}
@@ -112,6 +120,44 @@ func TestKoiStatus(t *testing.T) {
 	calls := srv.Calls()
 	if last := calls[len(calls)-1]; last.Region != "us-west-2" {
 		t.Errorf("with --region us-west-2, signed for %q", last.Region)
+	}
+}
+
+// TestKoiStatusNextWake: the wake schedule an idle stop left is read back
+// through Scheduler (GetSchedule on the stand-in) and shown; a caller
+// Scheduler refuses still gets the rest.
+func TestKoiStatusNextWake(t *testing.T) {
+	srv := koiEnv(t)
+	srv.AddInstance(ec2test.Instance{ID: koiTestID, State: ec2test.Stopped})
+	sc := scheduler.New(scheduler.Options{Region: koiTestRegion, BaseEndpoint: aws.String(srv.URL()),
+		Credentials: credentials.NewStaticCredentialsProvider("AKIDKOICLITEST", "koi-cli-test-secret", "")})
+	_, err := sc.CreateSchedule(context.Background(), &scheduler.CreateScheduleInput{
+		Name: aws.String(wake.ScheduleName(koiTestID)), ScheduleExpression: aws.String("at(2030-01-02T03:04:05)"),
+		ScheduleExpressionTimezone: aws.String("UTC"),
+		FlexibleTimeWindow:         &schedtypes.FlexibleTimeWindow{Mode: schedtypes.FlexibleTimeWindowModeOff},
+		Target: &schedtypes.Target{Arn: aws.String(wake.StartInstancesTarget), RoleArn: aws.String("arn:aws:iam::123456789012:role/wake"),
+			Input: aws.String(`{"InstanceIds":["` + koiTestID + `"]}`)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, failWith, want string
+	}{
+		{"scheduled", "", "next wake   2030-01-02T03:04:05Z (EventBridge Scheduler " + wake.ScheduleName(koiTestID) + ")\n"},
+		{"not allowed to read it", "AccessDeniedException", "next wake   unknown ("},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv.SetError("GetSchedule", tt.failWith, "User is not authorized to perform: scheduler:GetSchedule")
+			code, out, errOut := runKoi(t, srv, "status", "--instance", koiTestID)
+			if code != 0 || !strings.Contains(out, tt.want) || !strings.Contains(out, "state       stopped\n") {
+				t.Errorf("exit %d\n%s%s\nwant %q", code, out, errOut, tt.want)
+			}
+		})
+	}
+	if n := len(srv.CallsOf("GetSchedule")); n != 2 {
+		t.Errorf("%d GetSchedule calls, want 2", n)
 	}
 }
 

@@ -52,6 +52,12 @@ type Options struct {
 	Activity func() (connections, activeRuns int)
 	// Stop stops this instance (koi.Client.Stop on its own ID).
 	Stop func(ctx context.Context) error
+	// BeforeStop, when set, runs before each Stop (the wake planner:
+	// gateway/wake). stop false means stay up for now, and the next check
+	// asks again; an error means the wake could not be arranged, which is
+	// handled like a failed Stop (no stop, retried with backoff), so a
+	// due job is never slept through.
+	BeforeStop func(ctx context.Context) (stop bool, err error)
 	// Clock defaults to the real one.
 	Clock Clock
 	// CheckEvery is the interval between looks at Activity; default
@@ -166,7 +172,18 @@ func (w *Watcher) Run(ctx context.Context) error {
 		o.Logger.Info(fmt.Sprintf("idle: no connection and no run for %s: stopping this instance (gateway.idle.stopAfterMinutes)", o.StopAfter),
 			"idleFor", idleFor.Round(time.Second).String(), "stopAfter", o.StopAfter.String(), "attempt", failures+1)
 		stopCtx, cancel := context.WithTimeout(ctx, stopTimeout)
-		err := o.Stop(stopCtx)
+		stop, err := true, error(nil)
+		if o.BeforeStop != nil {
+			stop, err = o.BeforeStop(stopCtx)
+		}
+		if err == nil && !stop {
+			cancel()
+			o.Logger.Info("idle: not stopping now: something is due soon")
+			continue
+		}
+		if err == nil {
+			err = o.Stop(stopCtx)
+		}
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {

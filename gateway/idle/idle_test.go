@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/credentials"
-
 	"github.com/skykoi/skykoi/gateway/idle"
 	"github.com/skykoi/skykoi/internal/koi/ec2test"
 	"github.com/skykoi/skykoi/internal/testwait"
@@ -313,7 +311,7 @@ func TestIdleStopsItsOwnInstance(t *testing.T) {
 		Logger:       slog.New(slog.NewTextHandler(logs, nil)),
 		IMDSEndpoint: md.URL(),
 		EC2Endpoint:  ec2.URL(),
-		Credentials:  credentials.NewStaticCredentialsProvider("AKIDIDLE", "secret", ""),
+		Credentials:  ec2.Credentials(),
 		Clock:        clock,
 		CheckEvery:   every,
 	})
@@ -366,7 +364,7 @@ func TestIdleStopRetriesRefusedStop(t *testing.T) {
 		StopAfter: 10 * time.Minute, Activity: func() (int, int) { return 0, 0 },
 		Logger:       slog.New(slog.NewTextHandler(logs, nil)),
 		IMDSEndpoint: md.URL(), EC2Endpoint: ec2.URL(),
-		Credentials: credentials.NewStaticCredentialsProvider("AKIDIDLE", "secret", ""),
+		Credentials: ec2.Credentials(),
 		Clock:       clock, CheckEvery: every,
 	})
 	if err != nil {
@@ -437,3 +435,63 @@ func TestSetupBadIdentity(t *testing.T) {
 		t.Fatalf("Setup with a confused metadata service: %v, %v", w, err)
 	}
 }
+
+// TestBeforeStopHook: the wake planner's answer gates every stop; an error
+// from it is a failed stop (retried, logged), never a stop without a wake.
+func TestBeforeStopHook(t *testing.T) {
+	tests := []struct {
+		name string
+		// answers are BeforeStop's results, one per call; the last repeats.
+		answers   []error // nil: stop; errStay: stay up; other: failure
+		ticks     int
+		wantStops int64
+		wantCalls int64
+		wantLog   string
+	}{
+		{"planner agrees", []error{nil}, 10, 1, 1, "stop requested"},
+		{"something due soon, then not", []error{errStay, errStay, nil}, 12, 1, 3, "something is due soon"},
+		{"schedule cannot be written", []error{fmt.Errorf("wake: writing schedule: AccessDeniedException")}, 20, 0, 4, "AccessDeniedException"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := newFakeClock()
+			logs := &lockedBuffer{}
+			var stops, calls atomic.Int64
+			w, err := idle.New(idle.Options{
+				StopAfter: 10 * time.Minute,
+				Activity:  func() (int, int) { return 0, 0 },
+				Stop:      func(context.Context) error { stops.Add(1); return nil },
+				BeforeStop: func(context.Context) (bool, error) {
+					n := calls.Add(1)
+					a := tt.answers[min(int(n), len(tt.answers))-1]
+					switch {
+					case a == nil:
+						return true, nil
+					case a == errStay:
+						return false, nil
+					}
+					return false, a
+				},
+				Clock: clock, CheckEvery: every,
+				Logger: slog.New(slog.NewTextHandler(logs, nil)),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- w.Run(ctx) }()
+			defer func() { cancel(); <-done }()
+			h := &harness{t: t, clock: clock}
+			h.tick(tt.ticks)
+			if stops.Load() != tt.wantStops || calls.Load() != tt.wantCalls {
+				t.Errorf("%d stops, %d planner calls; want %d, %d\n%s", stops.Load(), calls.Load(), tt.wantStops, tt.wantCalls, logs)
+			}
+			if !strings.Contains(logs.String(), tt.wantLog) {
+				t.Errorf("logs lack %q:\n%s", tt.wantLog, logs)
+			}
+		})
+	}
+}
+
+var errStay = fmt.Errorf("stay up")

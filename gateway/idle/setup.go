@@ -9,6 +9,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
+	"github.com/skykoi/skykoi/gateway/wake"
 	"github.com/skykoi/skykoi/internal/koi"
 )
 
@@ -30,6 +31,13 @@ type SetupOptions struct {
 	HTTPClient  *http.Client
 	Clock       Clock
 	CheckEvery  time.Duration
+
+	// NextDue, when set, turns on the wake planner (gateway/wake): before
+	// a stop, a schedule starts the instance WakeLead before this time.
+	NextDue  func() (time.Time, bool)
+	WakeLead time.Duration
+	// SchedulerEndpoint overrides the EventBridge Scheduler endpoint.
+	SchedulerEndpoint string
 }
 
 // Setup builds the Watcher that stops the instance this gateway runs on.
@@ -72,9 +80,32 @@ func Setup(ctx context.Context, o SetupOptions) (*Watcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("idle stop: %w", err)
 	}
+	var beforeStop func(context.Context) (bool, error)
+	if o.NextDue != nil {
+		role, ok, err := wake.RoleFromIMDS(ctx, o.IMDSEndpoint)
+		if err != nil {
+			return nil, fmt.Errorf("idle stop: %w", err)
+		}
+		if !ok {
+			log.Warn("wake: this instance has no " + wake.RoleTag + " tag in its metadata, so no wake can be scheduled; it will not stop while a job or heartbeat is due")
+		}
+		p, err := wake.New(wake.Options{
+			Client:     kc.Scheduler(o.SchedulerEndpoint),
+			InstanceID: id,
+			RoleARN:    role,
+			Lead:       o.WakeLead,
+			NextDue:    o.NextDue,
+			Logger:     log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("idle stop: %w", err)
+		}
+		beforeStop = p.BeforeStop
+	}
 	w, err := New(Options{
-		StopAfter: o.StopAfter,
-		Activity:  o.Activity,
+		BeforeStop: beforeStop,
+		StopAfter:  o.StopAfter,
+		Activity:   o.Activity,
 		Stop: func(ctx context.Context) error {
 			_, _, err := kc.Stop(ctx, id)
 			return err

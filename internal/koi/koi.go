@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/scheduler"
 	"github.com/aws/smithy-go"
 	"github.com/skykoi/skykoi/internal/awslog"
 )
@@ -59,6 +60,7 @@ type Options struct {
 // Client talks to EC2 about Koi instances. It is safe for concurrent use.
 type Client struct {
 	ec2    *ec2.Client
+	cfg    aws.Config
 	region string
 	log    *slog.Logger
 	// noLatest remembers that this instance type refused Latest console
@@ -104,7 +106,18 @@ func New(ctx context.Context, opts Options) (*Client, error) {
 			o.BaseEndpoint = aws.String(opts.Endpoint)
 		}
 	})
-	return &Client{ec2: cl, region: cfg.Region, log: log}, nil
+	return &Client{ec2: cl, cfg: cfg, region: cfg.Region, log: log}, nil
+}
+
+// Scheduler is an EventBridge Scheduler client with the same region and
+// credentials (the wake schedule lives there); endpoint overrides its
+// address for tests.
+func (c *Client) Scheduler(endpoint string) *scheduler.Client {
+	return scheduler.NewFromConfig(c.cfg, func(o *scheduler.Options) {
+		if endpoint != "" {
+			o.BaseEndpoint = aws.String(endpoint)
+		}
+	})
 }
 
 // Region is the region the client signs requests for.

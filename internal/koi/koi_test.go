@@ -31,7 +31,7 @@ func newClient(t *testing.T, srv *ec2test.Server) *koi.Client {
 	c, err := koi.New(context.Background(), koi.Options{
 		Region:      testRegion,
 		Endpoint:    srv.URL(),
-		Credentials: credentials.NewStaticCredentialsProvider("AKIDKOITEST", "secret", ""),
+		Credentials: srv.Credentials(),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/aws/aws-sdk-go-v2/credentials"
-
 	"github.com/skykoi/skykoi/internal/koi"
 	"github.com/skykoi/skykoi/internal/koi/ec2test"
 )
@@ -19,7 +17,7 @@ func Example() {
 	c, err := koi.New(context.Background(), koi.Options{
 		Region:      "eu-west-1",
 		Endpoint:    srv.URL(),
-		Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", ""),
+		Credentials: srv.Credentials(),
 	})
 	if err != nil {
 		panic(err)

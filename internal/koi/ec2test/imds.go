@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 )
 
@@ -24,6 +25,7 @@ type IMDS struct {
 	instanceID, region string
 
 	mu       sync.Mutex
+	tags     map[string]string
 	tokens   map[string]bool
 	requests []IMDSRequest
 }
@@ -41,6 +43,17 @@ func NewIMDS(instanceID, region string) *IMDS {
 	m := &IMDS{instanceID: instanceID, region: region, tokens: map[string]bool{}}
 	m.srv = httptest.NewServer(http.HandlerFunc(m.serveHTTP))
 	return m
+}
+
+// SetTag makes an instance tag readable at meta-data/tags/instance/<key>,
+// as on an instance launched with InstanceMetadataTags enabled.
+func (m *IMDS) SetTag(key, value string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.tags == nil {
+		m.tags = map[string]string{}
+	}
+	m.tags[key] = value
 }
 
 // URL is the endpoint to give the SDK's IMDS client, e.g.
@@ -118,6 +131,16 @@ func (m *IMDS) answer(w http.ResponseWriter, r *http.Request) int {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write(doc)
 	default:
+		if key, ok := strings.CutPrefix(r.URL.Path, "/latest/meta-data/tags/instance/"); ok {
+			m.mu.Lock()
+			v, found := m.tags[key]
+			m.mu.Unlock()
+			if found {
+				w.Header().Set("Content-Type", "text/plain")
+				_, _ = w.Write([]byte(v))
+				return http.StatusOK
+			}
+		}
 		return fail(w, http.StatusNotFound)
 	}
 	return http.StatusOK

@@ -1,17 +1,27 @@
-// Package ec2test is a fake Amazon EC2 for tests, in the spirit of
-// net/http/httptest: a real HTTP server on 127.0.0.1 that speaks the EC2
-// Query protocol (form-encoded POST requests with Action and Version, XML
-// answers in the EC2 namespace, errors in the <Response><Errors> envelope).
-// Point the real SDK client at URL() through BaseEndpoint; request
-// serialization, SigV4 signing, XML decoding and error mapping all run for
-// real, which an interface mock of the SDK would skip.
+// Package ec2test is the project's one local stand-in for AWS, in the
+// spirit of net/http/httptest: a real HTTP server on 127.0.0.1 that speaks
+// each API's real wire protocol, so the real SDK clients pointed at URL()
+// through BaseEndpoint run their serialization, SigV4 signing, decoding and
+// error mapping for real, which an interface mock of the SDK would skip.
 //
-// It knows the few actions a Koi's lifecycle needs: DescribeInstances,
-// DescribeInstanceStatus, StartInstances, StopInstances and
-// GetConsoleOutput. Instances move through EC2's states like the real
+// Every request's Signature Version 4 is recomputed with the secret of the
+// access key it names (Options.Keys; NewServer knows DefaultKey) and
+// compared; an unsigned or wrongly signed request gets that API's
+// authentication error and changes nothing. The service a request is for
+// comes from its credential scope (ec2, scheduler, s3), so one server
+// serves all three on one address.
+//
+// EC2 (Query protocol: form-encoded POST requests with Action and Version,
+// XML answers in the EC2 namespace, errors in the <Response><Errors>
+// envelope) knows the few actions a Koi's lifecycle needs:
+// DescribeInstances, DescribeInstanceStatus, StartInstances, StopInstances
+// and GetConsoleOutput. Instances move through EC2's states like the real
 // service: StartInstances leaves one pending and StopInstances stopping;
 // the move to running or stopped happens on a later DescribeInstances (see
 // SetAutoAdvance) or when a test calls Advance.
+//
+// S3 (path-style REST: /bucket/key) serves GetObject, HeadObject and
+// PutObject; EventBridge Scheduler (rest-json) is in scheduler.go.
 //
 // The package also has a fake instance metadata service (NewIMDS).
 package ec2test
@@ -30,6 +40,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 )
 
 // APIVersion is the only EC2 API version the SDK speaks, and so the only
@@ -79,7 +92,15 @@ type Instance struct {
 
 // Call is one request the server received.
 type Call struct {
-	Action      string
+	// Service is the signing name of the API: ec2, scheduler or s3.
+	Service string
+	// Action is the operation: an EC2 Action, a Scheduler operation
+	// (CreateSchedule, ...) or an S3 one (GetObject, PutObject, HeadObject).
+	Action string
+	// Method and Path are the HTTP request line (REST APIs).
+	Method, Path string
+	// Status is the HTTP status answered, for S3 and Scheduler calls.
+	Status      int
 	InstanceIDs []string
 	// Region is the region of the SigV4 credential scope.
 	Region string
@@ -88,13 +109,44 @@ type Call struct {
 	// Rejected says why the request was refused before the action ran
 	// (unsigned, wrong version, unknown action); empty when it was served.
 	Rejected string
+	// Err is the error a served S3 or Scheduler action answered with (a
+	// missing key or schedule, a validation error, an injected error).
+	Err string
+}
+
+// Options configure New. The zero value is a server that knows DefaultKey
+// and accepts any region.
+type Options struct {
+	// Keys are the access keys requests may be signed with; empty means
+	// just DefaultKey.
+	Keys []Key
+	// Region, when set, is the only region requests may be signed for.
+	Region string
+	// Account is the account ID in the ARNs the server makes; default
+	// 123456789012.
+	Account string
+	// Now is the clock signatures are checked against (time.Now); the
+	// scheduler's own clock is separate (see FireDue).
+	Now func() time.Time
+	// FireOnTime makes the scheduler fire one-time schedules by itself
+	// when their time comes on the real clock; without it only FireDue
+	// fires them.
+	FireOnTime bool
 }
 
 // Server is a running fake. Its methods are safe for concurrent use.
 type Server struct {
 	srv *httptest.Server
+	o   Options
+	sig verifier
 
 	mu          sync.Mutex
+	objects     map[string]object // S3, by "/bucket/key"
+	schedules   map[string]*schedule
+	roles       map[string]bool // scheduler execution roles allowed to start instances
+	fired       []Firing
+	fireTimer   *time.Timer
+	closed      bool
 	instances   map[string]*instance
 	calls       []Call
 	errs        map[string]apiError
@@ -121,12 +173,34 @@ type apiError struct {
 	code, message string
 }
 
-// NewServer starts a fake on a free port of 127.0.0.1. Close it when done.
-func NewServer() *Server {
+// NewServer starts a stand-in with the default Options on a free port of
+// 127.0.0.1. Close it when done.
+func NewServer() *Server { return New(Options{}) }
+
+// New starts a stand-in on a free port of 127.0.0.1. Close it when done.
+func New(o Options) *Server {
+	if len(o.Keys) == 0 {
+		o.Keys = []Key{DefaultKey}
+	}
+	if o.Account == "" {
+		o.Account = "123456789012"
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	keys := make(map[string]Key, len(o.Keys))
+	for _, k := range o.Keys {
+		keys[k.AccessKeyID] = k
+	}
 	s := &Server{
+		o:           o,
+		sig:         verifier{keys: keys, region: o.Region, now: o.Now, skew: 15 * time.Minute},
 		instances:   map[string]*instance{},
 		errs:        map[string]apiError{},
 		autoAdvance: 1,
+		objects:     map[string]object{},
+		schedules:   map[string]*schedule{},
+		roles:       map[string]bool{},
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
 	return s
@@ -135,8 +209,25 @@ func NewServer() *Server {
 // URL is the base endpoint, e.g. http://127.0.0.1:41234.
 func (s *Server) URL() string { return s.srv.URL }
 
+// Addr is the server's host:port, e.g. for a guest forward.
+func (s *Server) Addr() string { return s.srv.Listener.Addr().String() }
+
+// Credentials are DefaultKey's, as an SDK credentials provider; they are
+// accepted only by a server whose Options.Keys are left empty.
+func (s *Server) Credentials() aws.CredentialsProvider {
+	return credentials.NewStaticCredentialsProvider(DefaultKey.AccessKeyID, DefaultKey.SecretAccessKey, DefaultKey.SessionToken)
+}
+
 // Close stops the server.
-func (s *Server) Close() { s.srv.Close() }
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	if s.fireTimer != nil {
+		s.fireTimer.Stop()
+	}
+	s.mu.Unlock()
+	s.srv.Close()
+}
 
 var idPattern = regexp.MustCompile(`^i-([0-9a-f]{8}|[0-9a-f]{17})$`)
 
@@ -213,9 +304,11 @@ func (s *Server) SetAutoAdvance(n int) {
 	s.autoAdvance = n
 }
 
-// SetError makes every later call of action fail with this EC2 error code
-// and message (HTTP 403 for UnauthorizedOperation and AuthFailure, 503 for
-// Unavailable and RequestLimitExceeded, 400 otherwise). An empty code
+// SetError makes every later call of action (an EC2 action or a Scheduler
+// operation) fail with this error code and message (HTTP 403 for
+// UnauthorizedOperation, AuthFailure and AccessDeniedException, 503 for
+// Unavailable and RequestLimitExceeded, 429 for ThrottlingException, 500
+// for InternalServerException, 400 otherwise). An empty code
 // clears it.
 func (s *Server) SetError(action, code, message string) {
 	s.mu.Lock()
@@ -230,6 +323,12 @@ func (s *Server) SetError(action, code, message string) {
 		status = http.StatusForbidden
 	case "Unavailable", "RequestLimitExceeded":
 		status = http.StatusServiceUnavailable
+	case "AccessDeniedException":
+		status = http.StatusForbidden
+	case "ThrottlingException":
+		status = http.StatusTooManyRequests
+	case "InternalServerException":
+		status = http.StatusInternalServerError
 	}
 	s.errs[action] = apiError{status: status, code: code, message: message}
 }
@@ -306,21 +405,126 @@ func (s *Server) record(c Call) {
 	s.calls = append(s.calls, c)
 }
 
+// serveHTTP finds the API a request is for, checks its signature and hands
+// it on. The service comes from the credential scope; an unsigned request
+// is told off in the protocol it looks like it speaks.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err == nil && len(body) > maxBody {
+		err = fmt.Errorf("the body is over %d bytes", maxBody)
+	}
+	_, _, _, service, signed := scopeOf(r.Header.Get("Authorization"))
+	if !signed || (service != "ec2" && service != "scheduler" && service != "s3") {
+		switch {
+		case r.Method == http.MethodPost && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded"):
+			service = "ec2"
+		case strings.HasPrefix(r.URL.Path, "/schedules"):
+			service = "scheduler"
+		default:
+			service = "s3"
+		}
+	}
+	if err != nil {
+		s.refuseRequest(w, r, service, http.StatusBadRequest, "reading the request body: "+err.Error())
+		return
+	}
+	if serr := s.sig.verify(r, service, body); serr != nil {
+		s.refuseSignature(w, r, service, serr)
+		return
+	}
+	switch service {
+	case "ec2":
+		s.serveEC2(w, r, body)
+	case "scheduler":
+		s.serveScheduler(w, r, body)
+	default:
+		s.serveS3(w, r, body)
+	}
+}
+
+// maxBody bounds a request body; a Koi's biggest upload (its gateway
+// binary) is well under it.
+const maxBody = 256 << 20
+
+// refuseSignature answers a request whose signature failed with the error
+// its API gives for that failure.
+func (s *Server) refuseSignature(w http.ResponseWriter, r *http.Request, service string, e *sigError) {
+	type answer struct {
+		status int
+		code   string
+	}
+	codes := map[string]map[sigKind]answer{
+		"ec2": {
+			sigMissing:     {401, "AuthFailure"},
+			sigMalformed:   {400, "IncompleteSignature"},
+			sigUnsigned:    {400, "IncompleteSignature"},
+			sigUnknownKey:  {401, "AuthFailure"},
+			sigBadToken:    {401, "AuthFailure"},
+			sigExpired:     {400, "RequestExpired"},
+			sigMismatch:    {403, "SignatureDoesNotMatch"},
+			sigWrongScope:  {403, "SignatureDoesNotMatch"},
+			sigPayloadHash: {403, "SignatureDoesNotMatch"},
+		},
+		"scheduler": {
+			sigMissing:     {403, "MissingAuthenticationTokenException"},
+			sigMalformed:   {400, "IncompleteSignatureException"},
+			sigUnsigned:    {400, "IncompleteSignatureException"},
+			sigUnknownKey:  {403, "UnrecognizedClientException"},
+			sigBadToken:    {403, "UnrecognizedClientException"},
+			sigExpired:     {403, "InvalidSignatureException"},
+			sigMismatch:    {403, "InvalidSignatureException"},
+			sigWrongScope:  {403, "InvalidSignatureException"},
+			sigPayloadHash: {403, "InvalidSignatureException"},
+		},
+		"s3": {
+			sigMissing:     {403, "AccessDenied"},
+			sigMalformed:   {403, "AuthorizationHeaderMalformed"},
+			sigUnsigned:    {403, "AccessDenied"},
+			sigUnknownKey:  {403, "InvalidAccessKeyId"},
+			sigBadToken:    {403, "InvalidToken"},
+			sigExpired:     {403, "RequestTimeTooSkewed"},
+			sigMismatch:    {403, "SignatureDoesNotMatch"},
+			sigWrongScope:  {403, "AuthorizationHeaderMalformed"},
+			sigPayloadHash: {400, "XAmzContentSHA256Mismatch"},
+		},
+	}
+	a := codes[service][e.Kind]
+	s.fail(w, r, service, a.status, a.code, "ec2test: "+e.Reason)
+}
+
+// refuseRequest answers a request that could not even be read.
+func (s *Server) refuseRequest(w http.ResponseWriter, r *http.Request, service string, status int, msg string) {
+	code := map[string]string{"ec2": "InvalidParameterValue", "scheduler": "ValidationException", "s3": "IncompleteBody"}[service]
+	s.fail(w, r, service, status, code, "ec2test: "+msg)
+}
+
+// fail records a refused request and writes the error in its API's
+// format.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, service string, status int, code, msg string) {
 	reqID := s.requestID()
-	call := Call{}
+	s.record(Call{Service: service, Method: r.Method, Path: r.URL.Path, Status: status, Rejected: code + ": " + msg,
+		Region: credentialRegion(r.Header.Get("Authorization"))})
+	switch service {
+	case "ec2":
+		writeError(w, status, code, msg, reqID)
+	case "scheduler":
+		writeJSONError(w, status, code, msg, reqID)
+	default:
+		writeS3Error(w, r, status, code, msg, reqID)
+	}
+}
+
+func (s *Server) serveEC2(w http.ResponseWriter, r *http.Request, body []byte) {
+	reqID := s.requestID()
+	call := Call{Service: "ec2", Method: r.Method, Path: r.URL.Path}
 	reject := func(status int, code, msg string) {
 		call.Rejected = code + ": " + msg
+		call.Status = status
 		s.record(call)
 		writeError(w, status, code, msg, reqID)
 	}
 	if r.Method != http.MethodPost {
 		reject(http.StatusBadRequest, "InvalidAction", "ec2test: the EC2 Query protocol uses POST, got "+r.Method)
-		return
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-	if err != nil {
-		reject(http.StatusBadRequest, "InvalidParameterValue", "ec2test: reading the request body: "+err.Error())
 		return
 	}
 	form, err := url.ParseQuery(string(body))
@@ -330,15 +534,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	call.Params, call.Action = form, form.Get("Action")
 	call.InstanceIDs = instanceIDs(form)
-
-	// EC2 refuses unsigned requests; insisting on a SigV4 header proves the
-	// SDK's signer ran (the fake cannot check the signature itself).
-	auth := r.Header.Get("Authorization")
-	if !strings.HasPrefix(auth, "AWS4-HMAC-SHA256 ") {
-		reject(http.StatusUnauthorized, "AuthFailure", "ec2test: the request is not signed with SigV4 (no AWS4-HMAC-SHA256 Authorization header)")
-		return
-	}
-	call.Region = credentialRegion(auth)
+	call.Region = credentialRegion(r.Header.Get("Authorization"))
 	if v := form.Get("Version"); v != APIVersion {
 		reject(http.StatusBadRequest, "InvalidParameterValue", fmt.Sprintf("ec2test: Version %q, want %q", v, APIVersion))
 		return
