@@ -176,7 +176,7 @@ func Supervise(ctx context.Context, o SuperviseOptions) (Status, error) {
 		st.PreviousSHA256 = cur
 		o.progress(&st, StateInstalling, "installing")
 		if err := o.install(req.SHA256); err != nil {
-			st.Message = fmt.Sprintf("installing the new binary (the old one still runs): %v", err)
+			st.State, st.Message = StateFailed, fmt.Sprintf("installing the new binary (the old one still runs): %v", err)
 			log.Error("update: install failed", "err", err)
 			return st, o.write(st, err)
 		}
@@ -356,10 +356,10 @@ func (o *SuperviseOptions) restartAndWait(ctx context.Context, limit time.Durati
 			return "", fmt.Errorf("reading the gateway unit: %w", err)
 		}
 		switch {
-		case u.ActiveState == "failed":
-			return fmt.Sprintf("failed (the unit is %s/%s after %d automatic restarts)", u.ActiveState, u.SubState, u.NRestarts-before.NRestarts), nil
 		case u.NRestarts-before.NRestarts >= o.MaxRestarts:
-			return fmt.Sprintf("crashed %d times", u.NRestarts-before.NRestarts), nil
+			return fmt.Sprintf("crashed %d times (the unit restarted it automatically)", u.NRestarts-before.NRestarts), nil
+		case u.ActiveState == "failed":
+			return fmt.Sprintf("failed (the unit is %s/%s)", u.ActiveState, u.SubState), nil
 		case u.ActiveState == "active" && u.MainPID != 0 && u.MainPID != before.MainPID && o.ready(ctx):
 			if u.MainPID != readyPID {
 				readyPID, readySince = u.MainPID, o.Now()

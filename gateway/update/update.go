@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -33,6 +34,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/skykoi/skykoi/internal/atomicfile"
+	"github.com/skykoi/skykoi/internal/awslog"
 )
 
 // Files in the update dir (<state dir>/update). The supervisor script reads
@@ -97,6 +99,8 @@ type Options struct {
 	Credentials aws.CredentialsProvider
 	// Now is the clock (time.Now).
 	Now func() time.Time
+	// Logger gets the SDK's own log lines (nil discards).
+	Logger *slog.Logger
 }
 
 // Updater serves update.run and update.status.
@@ -287,7 +291,12 @@ func (u *Updater) download(ctx context.Context, r Request) error {
 // client builds the S3 client: the SDK's default chain (the instance role
 // on a Koi) unless the options give credentials.
 func (u *Updater) client(ctx context.Context) (*s3.Client, error) {
-	load := []func(*config.LoadOptions) error{config.WithRegion(u.opts.Region)}
+	load := []func(*config.LoadOptions) error{
+		config.WithRegion(u.opts.Region),
+		// Without a logger the SDK prints plain text into the gateway's
+		// JSON log.
+		config.WithLogger(awslog.New(u.opts.Logger)),
+	}
 	if u.opts.Credentials != nil {
 		load = append(load, config.WithCredentialsProvider(u.opts.Credentials))
 	}
@@ -296,6 +305,9 @@ func (u *Updater) client(ctx context.Context) (*s3.Client, error) {
 		return nil, fmt.Errorf("loading the AWS SDK configuration for S3: %w", err)
 	}
 	return s3.NewFromConfig(cfg, func(o *s3.Options) {
+		// The digest that matters is the requested SHA-256, checked below;
+		// S3's own checksums are only there when the uploader asked.
+		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 		if u.opts.Endpoint != "" {
 			o.BaseEndpoint = aws.String(u.opts.Endpoint)
 			o.UsePathStyle = true
