@@ -79,6 +79,7 @@ type procService struct {
 
 	mu       sync.Mutex
 	cmd      *exec.Cmd
+	exited   chan struct{} // closed when cmd has been waited for
 	gen      int
 	restarts int
 	failed   bool
@@ -107,8 +108,11 @@ func (p *procService) startLocked() {
 		return
 	}
 	p.cmd = cmd
+	exited := make(chan struct{})
+	p.exited = exited
 	go func() {
 		err := cmd.Wait()
+		close(exited)
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		if gen != p.gen {
@@ -131,14 +135,7 @@ func (p *procService) stopLocked() {
 	p.gen++
 	if p.cmd != nil {
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		cmd := p.cmd
-		go func() {
-			for cmd.ProcessState == nil {
-				time.Sleep(10 * time.Millisecond)
-			}
-			close(done)
-		}()
+		done, cmd := p.exited, p.cmd
 		p.mu.Unlock()
 		select {
 		case <-done:
