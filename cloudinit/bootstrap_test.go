@@ -852,7 +852,7 @@ func TestBootstrapEnablesOnlyWhatIsNot(t *testing.T) {
 			enables = append(enables, c)
 		}
 	}
-	if want := []string{"systemctl enable --no-reload skykoi-gateway.service skykoi-console.service"}; !slices.Equal(enables, want) {
+	if want := []string{"systemctl enable --no-reload skykoi-gateway.service skykoi-console.service skykoi-update.path"}; !slices.Equal(enables, want) {
 		t.Errorf("enable calls %q, want %q", enables, want)
 	}
 }

@@ -25,6 +25,8 @@ func cloudConfig(o Options, p Parts) ([]byte, error) {
 		{path: sitePath, perm: "0644", content: p.NginxSite},
 		{path: unitPath, perm: "0644", content: p.Unit},
 		{path: consoleUnitPath, perm: "0644", content: p.ConsoleUnit},
+		{path: updatePathPath, perm: "0644", content: p.UpdatePath},
+		{path: updateServicePath, perm: "0644", content: p.UpdateService},
 		{path: bootstrapBin, perm: "0755", content: p.Bootstrap},
 	}
 	for _, name := range sortedKeys(p.Seeds) {

@@ -124,7 +124,10 @@ type Parts struct {
 	NginxSite   []byte
 	Unit        []byte
 	ConsoleUnit []byte
-	Bootstrap   []byte
+	// UpdatePath and UpdateService are the in-place update's supervisor.
+	UpdatePath    []byte
+	UpdateService []byte
+	Bootstrap     []byte
 	// Seeds are the workspace seed files by name.
 	Seeds map[string][]byte
 }
@@ -332,6 +335,9 @@ func RenderParts(o Options) (Parts, error) {
 		return Parts{}, err
 	}
 	if p.ConsoleUnit, err = consoleUnit(); err != nil {
+		return Parts{}, err
+	}
+	if p.UpdatePath, p.UpdateService, err = updateUnits(o, port); err != nil {
 		return Parts{}, err
 	}
 	p.Bootstrap = bootstrapScript(o, port)

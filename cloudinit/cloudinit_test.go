@@ -20,6 +20,8 @@ func TestGolden(t *testing.T) {
 	golden(t, "nginx-site.golden.conf", p.NginxSite)
 	golden(t, "skykoi-gateway.golden.service", p.Unit)
 	golden(t, "skykoi-console.golden.service", p.ConsoleUnit)
+	golden(t, "skykoi-update.golden.path", p.UpdatePath)
+	golden(t, "skykoi-update.golden.service", p.UpdateService)
 	golden(t, "bootstrap.golden.sh", p.Bootstrap)
 }
 
@@ -279,6 +281,8 @@ json.dump(doc, sys.stdout)`
 		"/etc/nginx/sites-available/skykoi":          string(p.NginxSite),
 		"/etc/systemd/system/skykoi-gateway.service": string(p.Unit),
 		"/etc/systemd/system/skykoi-console.service": string(p.ConsoleUnit),
+		"/etc/systemd/system/skykoi-update.path":     string(p.UpdatePath),
+		"/etc/systemd/system/skykoi-update.service":  string(p.UpdateService),
 		"/usr/local/lib/skykoi/bootstrap":            string(p.Bootstrap),
 		"/home/ubuntu/.skykoi/skykoi.json":           string(p.Config),
 	}

@@ -343,3 +343,34 @@ func TestNginxProxy(t *testing.T) {
 		}
 	})
 }
+
+// TestSystemdAnalyzeVerifyUpdateUnits checks the update supervisor's path
+// unit and service as systemd reads them, together, since one names the
+// other.
+func TestSystemdAnalyzeVerifyUpdateUnits(t *testing.T) {
+	analyze := requireTool(t, "systemd-analyze")
+	verify := func(o cloudinit.Options) []string {
+		p := renderParts(t, o)
+		dir := t.TempDir()
+		pathUnit := writeTemp(t, dir, cloudinit.UpdatePathName, p.UpdatePath, 0o644)
+		service := writeTemp(t, dir, cloudinit.UpdateServiceName, p.UpdateService, 0o644)
+		out, _ := exec.Command(analyze, "verify", pathUnit, service).CombinedOutput()
+		var mine []string
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, "skykoi-update") {
+				mine = append(mine, line)
+			}
+		}
+		return mine
+	}
+	o := realistic()
+	o.BinaryPath = "/bin/true" // verify checks that ExecStart exists
+	if lines := verify(o); len(lines) > 0 {
+		t.Fatalf("systemd-analyze verify complains about the update units:\n%s", strings.Join(lines, "\n"))
+	}
+	if _, err := os.Stat(cloudinit.DefaultBinaryPath); errors.Is(err, os.ErrNotExist) {
+		if lines := verify(realistic()); len(lines) == 0 {
+			t.Fatal("systemd-analyze verify did not report a missing ExecStart binary")
+		}
+	}
+}

@@ -27,6 +27,12 @@ User={{.User}}
 Group={{.User}}
 WorkingDirectory={{.Workspace}}
 Environment=SKYKOI_STATE_DIR={{.StateDir}}
+{{- if .Bucket}}
+# Where update.run finds new binaries (bin/skykoi-<sha256>), read with the
+# instance role.
+Environment=SKYKOI_UPDATE_BUCKET={{.Bucket}} SKYKOI_UPDATE_REGION={{.Region}}
+{{- if .Endpoint}} SKYKOI_UPDATE_S3_ENDPOINT={{.Endpoint}}{{end}}
+{{- end}}
 ExecStart={{.Binary}} gateway run --config {{.Config}}
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
@@ -64,6 +70,9 @@ func systemdUnit(o Options) ([]byte, error) {
 		"StateDir":  StateDir,
 		"Binary":    o.BinaryPath,
 		"Config":    ConfigPath,
+		"Bucket":    o.Artifact.S3Bucket,
+		"Region":    o.Artifact.Region,
+		"Endpoint":  o.Artifact.S3Endpoint,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cloudinit: rendering the systemd unit: %w", err)

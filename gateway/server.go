@@ -28,6 +28,7 @@ import (
 	"github.com/skykoi/skykoi/gateway/protocol"
 	"github.com/skykoi/skykoi/gateway/session"
 	"github.com/skykoi/skykoi/gateway/skills"
+	"github.com/skykoi/skykoi/gateway/update"
 	"github.com/skykoi/skykoi/internal/sdnotify"
 	"github.com/skykoi/skykoi/internal/version"
 )
@@ -162,6 +163,7 @@ type Server struct {
 	parts    *agentParts
 	skills   *skills.Catalog // the workspace's skills, for the prompt and skills.status
 	memory   *memory.Store
+	updater  *update.Updater // update.run and update.status
 
 	// live is what a reload swaps: the config and everything derived from it.
 	live atomic.Pointer[liveConfig]
@@ -236,6 +238,11 @@ func New(opts Options) (*Server, error) {
 	for name, m := range s.agentMethods() {
 		s.methods[name] = m
 	}
+	s.updater = newUpdater(opts)
+	for name, m := range s.updateMethods() {
+		s.methods[name] = m
+	}
+	s.reportUpdate()
 	return s, nil
 }
 

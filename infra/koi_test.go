@@ -354,6 +354,8 @@ func TestRolePolicyExact(t *testing.T) {
 			}},
 		{Sid: "ReadGatewayBinary", Effect: "Allow", Action: []string{"s3:GetObject"},
 			Resource: []string{"arn:aws:s3:::skykoi-dev-artifacts-a1b2c3d/" + str(f.one(t, typeObject).Inputs, "key")}},
+		{Sid: "ReadUpdateBinaries", Effect: "Allow", Action: []string{"s3:GetObject"},
+			Resource: []string{"arn:aws:s3:::skykoi-dev-artifacts-a1b2c3d/bin/skykoi-*"}},
 		{Sid: "StopItselfWhenIdle", Effect: "Allow", Action: []string{"ec2:StopInstances"},
 			Resource:  []string{"arn:aws:ec2:us-west-2:123456789012:instance/*"},
 			Condition: map[string]map[string]string{"StringEquals": {"aws:ResourceTag/skykoi:koi": "skykoi-dev"}}},

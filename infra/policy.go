@@ -106,6 +106,10 @@ func (d policyDocument) render() (string, error) {
 	return string(b) + "\n", nil
 }
 
+// updateKeyPrefix is gateway/update.KeyPrefix (infra does not import the
+// gateway; TestRolePolicyUpdatePrefix keeps the two equal).
+const updateKeyPrefix = "bin/skykoi-"
+
 // rolePolicyParams are what the instance role's permissions depend on.
 type rolePolicyParams struct {
 	Partition, Region, Account string
@@ -159,6 +163,14 @@ func rolePolicy(p rolePolicyParams) (string, error) {
 			Effect:   "Allow",
 			Action:   []string{"s3:GetObject"},
 			Resource: []string{fmt.Sprintf("arn:%s:s3:::%s/%s", p.Partition, p.ArtifactBucket, p.ArtifactKey)},
+		},
+		{
+			// update.run downloads binaries `skykoi koi update` put under
+			// bin/skykoi-<sha256>; nothing else of the bucket, and no list.
+			Sid:      "ReadUpdateBinaries",
+			Effect:   "Allow",
+			Action:   []string{"s3:GetObject"},
+			Resource: []string{fmt.Sprintf("arn:%s:s3:::%s/%s*", p.Partition, p.ArtifactBucket, updateKeyPrefix)},
 		},
 	}}
 	if p.IdleStop {

@@ -3,12 +3,15 @@ package infra
 import (
 	"encoding/json"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 
 	"github.com/skykoi/skykoi/gateway/wake"
+
+	gwupdate "github.com/skykoi/skykoi/gateway/update"
 )
 
 func TestModelARNs(t *testing.T) {
@@ -193,5 +196,39 @@ func TestNoWakeWithoutIdleStop(t *testing.T) {
 	}
 	if n := len(f.ofType(typeRolePolicy)); n != 1 {
 		t.Errorf("%d role policies, want one", n)
+	}
+}
+
+// TestRolePolicyUpdatePrefix: the role reads the binaries update.run asks
+// for, under the prefix `skykoi koi update` uploads to, and no other key
+// of the bucket beyond the provisioned one; it may not list or write.
+func TestRolePolicyUpdatePrefix(t *testing.T) {
+	if updateKeyPrefix != gwupdate.KeyPrefix {
+		t.Fatalf("infra grants %q, the gateway downloads %q", updateKeyPrefix, gwupdate.KeyPrefix)
+	}
+	doc, err := rolePolicy(rolePolicyParams{Partition: "aws", Region: "us-east-1", Account: "123456789012",
+		Koi: "skykoi-dev", ArtifactBucket: "b", ArtifactKey: "releases/k",
+		Models: []string{"amazon-bedrock/us.anthropic.claude-opus-4-6-v1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d policyDocument
+	if err := json.Unmarshal([]byte(doc), &d); err != nil {
+		t.Fatal(err)
+	}
+	var s3Resources []string
+	for _, st := range d.Statement {
+		for _, a := range st.Action {
+			if strings.HasPrefix(a, "s3:") {
+				if a != "s3:GetObject" {
+					t.Errorf("the role may %s", a)
+				}
+				s3Resources = append(s3Resources, st.Resource...)
+			}
+		}
+	}
+	want := []string{"arn:aws:s3:::b/releases/k", "arn:aws:s3:::b/bin/skykoi-*"}
+	if !slices.Equal(s3Resources, want) {
+		t.Errorf("S3 resources %v, want %v", s3Resources, want)
 	}
 }

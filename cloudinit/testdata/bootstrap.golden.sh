@@ -257,8 +257,8 @@ seed_workspace() {
 }
 
 prepare_state() {
-	mkdir -p -- "$DATA_WORKSPACE" "$DATA_STATE"
-	chmod 0700 "$DATA_STATE"
+	mkdir -p -- "$DATA_WORKSPACE" "$DATA_STATE" "$DATA_STATE/update"
+	chmod 0700 "$DATA_STATE" "$DATA_STATE/update"
 	adopt_config
 	link_dir "$STATE" "$DATA_STATE"
 	link_dir "$WORKSPACE" "$DATA_WORKSPACE"
@@ -447,10 +447,13 @@ start_services() {
 	rm -f -- "$ROOT/etc/nginx/sites-enabled/default"
 	nginx -t -q || fail "nginx rejected its configuration"
 	systemctl daemon-reload
-	enable_units nginx.service skykoi-gateway.service skykoi-console.service
+	enable_units nginx.service skykoi-gateway.service skykoi-console.service skykoi-update.path
 	systemctl restart nginx.service || fail "nginx did not start; see journalctl -u nginx"
 	systemctl restart skykoi-gateway.service ||
 		fail "the gateway did not start; see journalctl -u skykoi-gateway"
+	# In-place updates (update.run) wait for this; the gateway runs without.
+	systemctl start skykoi-update.path ||
+		log "could not start skykoi-update.path; update.run requests will wait for the next boot"
 }
 
 ready_try() {

@@ -20,7 +20,7 @@ func newGatewayCmd() *cobra.Command {
 		Use:   "gateway",
 		Short: "Run the gateway daemon",
 	}
-	c.AddCommand(newGatewayRunCmd())
+	c.AddCommand(newGatewayRunCmd(), newGatewaySuperviseUpdateCmd())
 	return c
 }
 

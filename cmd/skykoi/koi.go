@@ -38,7 +38,7 @@ func newKoiCmd() *cobra.Command {
 			if len(args) > 0 {
 				return usageError{fmt.Errorf("unknown koi command %q (see '%s --help')", args[0], c.CommandPath())}
 			}
-			return usageError{fmt.Errorf("koi needs a command: status, start, stop, wait or fingerprint (see '%s --help')", c.CommandPath())}
+			return usageError{fmt.Errorf("koi needs a command: status, start, stop, wait, fingerprint or update (see '%s --help')", c.CommandPath())}
 		},
 	}
 	pf := c.PersistentFlags()
@@ -46,7 +46,7 @@ func newKoiCmd() *cobra.Command {
 	pf.StringVar(&f.region, "region", "", "AWS region of the instance (default: $AWS_REGION, else the profile's region)")
 	pf.StringVar(&f.endpoint, "endpoint", "", "EC2 and Scheduler API endpoint URL (for tests)")
 	_ = pf.MarkHidden("endpoint")
-	c.AddCommand(newKoiStatusCmd(&f), newKoiStartCmd(&f), newKoiStopCmd(&f), newKoiWaitCmd(&f), newKoiFingerprintCmd(&f))
+	c.AddCommand(newKoiStatusCmd(&f), newKoiStartCmd(&f), newKoiStopCmd(&f), newKoiWaitCmd(&f), newKoiFingerprintCmd(&f), newKoiUpdateCmd(&f))
 	return c
 }
 
