@@ -26,6 +26,13 @@ import (
 func deployed(t *testing.T, s stack) (*fakeAWS, map[string]string) {
 	t.Helper()
 	f := newFakeAWS()
+	return f, deployedOn(t, s, f)
+}
+
+// deployedOn is deployed against any mock monitor, such as one that
+// answers more look-ups than fakeAWS does.
+func deployedOn(t *testing.T, s stack, f pulumi.MockResourceMonitor) map[string]string {
+	t.Helper()
 	var mu sync.Mutex
 	outs := map[string]string{}
 	err := s.run(f, func(ctx *pulumi.Context) error {
@@ -46,7 +53,7 @@ func deployed(t *testing.T, s stack) (*fakeAWS, map[string]string) {
 	if err != nil {
 		t.Fatalf("program: %v", err)
 	}
-	return f, outs
+	return outs
 }
 
 func defaultStack(t *testing.T) stack {
@@ -333,7 +340,7 @@ func TestTokenNowhere(t *testing.T) {
 
 func TestRolePolicyExact(t *testing.T) {
 	f, _ := deployed(t, defaultStack(t))
-	pol := f.one(t, typeRolePolicy)
+	pol := f.oneNamed(t, typeRolePolicy, "skykoi-dev")
 	doc := str(pol.Inputs, "policy")
 	golden(t, "role-policy.golden.json", []byte(doc))
 
@@ -371,7 +378,7 @@ func TestRolePolicyExact(t *testing.T) {
 	if got := str(att.Inputs, "policyArn"); got != "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore" {
 		t.Errorf("attached %q", got)
 	}
-	role := f.one(t, typeRole)
+	role := f.oneNamed(t, typeRole, "skykoi-dev")
 	var trust policyDocument
 	if err := json.Unmarshal([]byte(str(role.Inputs, "assumeRolePolicy")), &trust); err != nil {
 		t.Fatal(err)
@@ -393,7 +400,7 @@ func TestRolePolicyWithoutIdleStop(t *testing.T) {
 	s.config["skykoi:fallbacks"] = "[]"
 	f, _ := deployed(t, s)
 	var d policyDocument
-	if err := json.Unmarshal([]byte(str(f.one(t, typeRolePolicy).Inputs, "policy")), &d); err != nil {
+	if err := json.Unmarshal([]byte(str(f.oneNamed(t, typeRolePolicy, "skykoi-dev").Inputs, "policy")), &d); err != nil {
 		t.Fatal(err)
 	}
 	for _, st := range d.Statement {

@@ -220,7 +220,7 @@ type stack struct {
 // run runs body as a Pulumi program against f. The config arrives the way
 // the engine passes it (PULUMI_CONFIG and PULUMI_CONFIG_SECRET_KEYS, which
 // the SDK reads into RunInfo), without touching this process's environment.
-func (s stack) run(f *fakeAWS, body pulumi.RunFunc) error {
+func (s stack) run(f pulumi.MockResourceMonitor, body pulumi.RunFunc) error {
 	name := s.name
 	if name == "" {
 		name = "dev"
