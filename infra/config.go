@@ -41,6 +41,8 @@ const (
 	KeyDataVolumeID         = "dataVolumeId"
 	KeyBudgetEmail          = "budgetEmail"
 	KeyBudgetMonthlyUSD     = "budgetMonthlyUsd"
+	KeyCloudWatchLogs       = "cloudwatchLogs"
+	KeyLogRetentionDays     = "logRetentionDays"
 )
 
 // minTokenLength matches the gateway's rule for plaintext tokens; `skykoi
@@ -113,7 +115,7 @@ var keyOrder = []string{
 	KeyGatewayToken, KeyGatewayBinary, KeyDataVolumeGiB, KeyRootVolumeGiB,
 	KeyIdleStopMinutes, KeyKeepDataOnDestroy, KeyElasticIP, KeySubnetID,
 	KeyBackupRetentionDays, KeyDataVolumeSnapshotID, KeyDataVolumeID,
-	KeyBudgetEmail, KeyBudgetMonthlyUSD,
+	KeyBudgetEmail, KeyBudgetMonthlyUSD, KeyCloudWatchLogs, KeyLogRetentionDays,
 }
 
 // configReader collects one problem per key while values are parsed.
@@ -215,6 +217,13 @@ func loadConfig(src configSource) (KoiArgs, error) {
 	a.DeleteDataOnDestroy = !r.boolean(KeyKeepDataOnDestroy, true)
 	r.backupSettings(&a)
 	a.Budget = r.budget()
+	a.Logs = LogsArgs{On: r.boolean(KeyCloudWatchLogs, false)}
+	if _, set := r.raw(KeyLogRetentionDays); set {
+		if !a.Logs.On {
+			r.bad(KeyLogRetentionDays, "applies only with %s:%s true", ConfigNamespace, KeyCloudWatchLogs)
+		}
+		a.Logs.RetentionDays = r.integer(KeyLogRetentionDays, DefaultLogRetentionDays, 1, 3653, "days")
+	}
 	a.TokenSha256 = r.token()
 	a = a.withDefaults()
 	if a.GatewayBinary != "" && !filepath.IsAbs(a.GatewayBinary) && src.root != "" {

@@ -120,6 +120,8 @@ type KoiArgs struct {
 
 	// Budget, when BudgetEmail is set, is an AWS Budgets alarm (budget.go).
 	Budget BudgetArgs
+	// Logs is the optional CloudWatch Logs group (logs.go).
+	Logs LogsArgs
 }
 
 func defaultGatewayBinary(instanceType string) string {
@@ -145,6 +147,9 @@ func (a KoiArgs) withDefaults() KoiArgs {
 	}
 	if a.BackupRetentionDays == 0 {
 		a.BackupRetentionDays = DefaultBackupRetentionDays
+	}
+	if a.Logs.On && a.Logs.RetentionDays == 0 {
+		a.Logs.RetentionDays = DefaultLogRetentionDays
 	}
 	if a.RootVolumeGiB == 0 {
 		a.RootVolumeGiB = DefaultRootVolumeGiB
@@ -216,6 +221,7 @@ func (a KoiArgs) problems() []problem {
 	}
 	ps = append(ps, a.backupProblems()...)
 	ps = append(ps, a.Budget.problems()...)
+	ps = append(ps, a.Logs.problems()...)
 	return ps
 }
 
@@ -425,6 +431,9 @@ func (b *koiBuilder) build(k *Koi) error {
 		return err
 	}
 	if err := b.budget(); err != nil {
+		return err
+	}
+	if err := b.logs(role); err != nil {
 		return err
 	}
 
