@@ -34,6 +34,15 @@ const (
 	KeyKeepDataOnDestroy = "keepDataOnDestroy"
 	KeyElasticIP         = "elasticIp"
 	KeySubnetID          = "subnetId"
+
+	// Backups, restore and adoption (backup.go); the budget (budget.go).
+	KeyBackupRetentionDays  = "backupRetentionDays"
+	KeyDataVolumeSnapshotID = "dataVolumeSnapshotId"
+	KeyDataVolumeID         = "dataVolumeId"
+	KeyBudgetEmail          = "budgetEmail"
+	KeyBudgetMonthlyUSD     = "budgetMonthlyUsd"
+	KeyCloudWatchLogs       = "cloudwatchLogs"
+	KeyLogRetentionDays     = "logRetentionDays"
 )
 
 // minTokenLength matches the gateway's rule for plaintext tokens; `skykoi
@@ -105,6 +114,8 @@ var keyOrder = []string{
 	KeyInstanceType, KeyAllowedCidrs, KeySSHCidrs, KeyModel, KeyFallbacks,
 	KeyGatewayToken, KeyGatewayBinary, KeyDataVolumeGiB, KeyRootVolumeGiB,
 	KeyIdleStopMinutes, KeyKeepDataOnDestroy, KeyElasticIP, KeySubnetID,
+	KeyBackupRetentionDays, KeyDataVolumeSnapshotID, KeyDataVolumeID,
+	KeyBudgetEmail, KeyBudgetMonthlyUSD, KeyCloudWatchLogs, KeyLogRetentionDays,
 }
 
 // configReader collects one problem per key while values are parsed.
@@ -204,6 +215,15 @@ func loadConfig(src configSource) (KoiArgs, error) {
 		SubnetID:        r.str(KeySubnetID),
 	}
 	a.DeleteDataOnDestroy = !r.boolean(KeyKeepDataOnDestroy, true)
+	r.backupSettings(&a)
+	a.Budget = r.budget()
+	a.Logs = LogsArgs{On: r.boolean(KeyCloudWatchLogs, false)}
+	if _, set := r.raw(KeyLogRetentionDays); set {
+		if !a.Logs.On {
+			r.bad(KeyLogRetentionDays, "applies only with %s:%s true", ConfigNamespace, KeyCloudWatchLogs)
+		}
+		a.Logs.RetentionDays = r.integer(KeyLogRetentionDays, DefaultLogRetentionDays, 1, 3653, "days")
+	}
 	a.TokenSha256 = r.token()
 	a = a.withDefaults()
 	if a.GatewayBinary != "" && !filepath.IsAbs(a.GatewayBinary) && src.root != "" {
@@ -261,4 +281,35 @@ func (r *configReader) checkBinary(a KoiArgs) {
 	case got != arch:
 		r.bad(KeyGatewayBinary, "%v", archMismatch(a.GatewayBinary, got, a.InstanceType, arch))
 	}
+}
+
+// backupSettings reads the backup, restore and adoption keys. With a
+// snapshot or an adopted volume, an unset dataVolumeGiB means the
+// snapshot's or the volume's own size, not the default.
+func (r *configReader) backupSettings(a *KoiArgs) {
+	a.DataVolumeSnapshotID = r.str(KeyDataVolumeSnapshotID)
+	a.DataVolumeID = r.str(KeyDataVolumeID)
+	if _, set := r.raw(KeyDataVolumeGiB); !set && (a.DataVolumeSnapshotID != "" || a.DataVolumeID != "") {
+		a.DataVolumeGiB = 0
+	}
+	n := r.integer(KeyBackupRetentionDays, DefaultBackupRetentionDays, 0, maxBackupRetentionDays, "daily snapshots (0: no backups)")
+	if n == 0 {
+		a.DisableBackups = true
+		n = DefaultBackupRetentionDays
+	}
+	a.BackupRetentionDays = n
+}
+
+func (r *configReader) budget() BudgetArgs {
+	b := BudgetArgs{Email: r.str(KeyBudgetEmail)}
+	if v, ok := r.raw(KeyBudgetMonthlyUSD); ok {
+		usd, err := parseUSD(v)
+		if err != nil {
+			r.bad(KeyBudgetMonthlyUSD, "%v", err)
+			// Set, if invalid: the email's check must not also say it is missing.
+			usd = 1
+		}
+		b.MonthlyUSD = usd
+	}
+	return b
 }

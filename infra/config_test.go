@@ -46,6 +46,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 		GatewayBinary: filepath.Join(root, "dist", "skykoi-linux-amd64"),
 		DataVolumeGiB: 20,
 		RootVolumeGiB: 16,
+
+		BackupRetentionDays: DefaultBackupRetentionDays,
 	}
 	if !reflect.DeepEqual(args, want) {
 		t.Errorf("LoadConfig =\n%+v\nwant\n%+v", args, want)
@@ -70,6 +72,11 @@ func TestLoadConfigEverySetting(t *testing.T) {
 			"skykoi:keepDataOnDestroy": "false",
 			"skykoi:elasticIp":         "true",
 			"skykoi:subnetId":          "subnet-0123456789abcdef0",
+
+			"skykoi:backupRetentionDays":  "30",
+			"skykoi:dataVolumeSnapshotId": "snap-0123456789abcdef0",
+			"skykoi:budgetEmail":          "ada@example.com",
+			"skykoi:budgetMonthlyUsd":     "42.50",
 		},
 		secrets: tokenSecret,
 		root:    root,
@@ -91,6 +98,10 @@ func TestLoadConfigEverySetting(t *testing.T) {
 		DeleteDataOnDestroy: true,
 		ElasticIP:           true,
 		SubnetID:            "subnet-0123456789abcdef0",
+
+		BackupRetentionDays:  30,
+		DataVolumeSnapshotID: "snap-0123456789abcdef0",
+		Budget:               BudgetArgs{Email: "ada@example.com", MonthlyUSD: 42.5},
 	}
 	if !reflect.DeepEqual(args, want) {
 		t.Errorf("LoadConfig =\n%+v\nwant\n%+v", args, want)

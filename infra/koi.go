@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/pulumi/pulumi-aws/sdk/v7/go/aws"
-	"github.com/pulumi/pulumi-aws/sdk/v7/go/aws/ebs"
 	"github.com/pulumi/pulumi-aws/sdk/v7/go/aws/ec2"
 	"github.com/pulumi/pulumi-aws/sdk/v7/go/aws/iam"
 	"github.com/pulumi/pulumi-aws/sdk/v7/go/aws/s3"
@@ -104,6 +103,26 @@ type KoiArgs struct {
 	// SubnetID places the Koi; empty picks the default VPC's default subnet
 	// in the first availability zone that offers InstanceType.
 	SubnetID string
+
+	// Backups, restore and adoption (backup.go).
+	//
+	// BackupRetentionDays is how many daily snapshots of the data volume
+	// are kept; it defaults to DefaultBackupRetentionDays. DisableBackups
+	// makes no snapshot policy and no role for it.
+	BackupRetentionDays int
+	DisableBackups      bool
+	// DataVolumeSnapshotID makes the data volume from this snapshot; it
+	// takes the snapshot's size unless DataVolumeGiB is set.
+	DataVolumeSnapshotID string
+	// DataVolumeID adopts this existing volume instead of making one: the
+	// instance goes to its availability zone, and the stack never deletes
+	// it. DataVolumeGiB must be 0 then.
+	DataVolumeID string
+
+	// Budget, when BudgetEmail is set, is an AWS Budgets alarm (budget.go).
+	Budget BudgetArgs
+	// Logs is the optional CloudWatch Logs group (logs.go).
+	Logs LogsArgs
 }
 
 func defaultGatewayBinary(instanceType string) string {
@@ -124,8 +143,14 @@ func (a KoiArgs) withDefaults() KoiArgs {
 	if a.GatewayBinary == "" {
 		a.GatewayBinary = defaultGatewayBinary(a.InstanceType)
 	}
-	if a.DataVolumeGiB == 0 {
+	if a.DataVolumeGiB == 0 && a.DataVolumeSnapshotID == "" && a.DataVolumeID == "" {
 		a.DataVolumeGiB = DefaultDataVolumeGiB
+	}
+	if a.BackupRetentionDays == 0 {
+		a.BackupRetentionDays = DefaultBackupRetentionDays
+	}
+	if a.Logs.On && a.Logs.RetentionDays == 0 {
+		a.Logs.RetentionDays = DefaultLogRetentionDays
 	}
 	if a.RootVolumeGiB == 0 {
 		a.RootVolumeGiB = DefaultRootVolumeGiB
@@ -182,7 +207,8 @@ func (a KoiArgs) problems() []problem {
 	if a.GatewayBinary == "" && archErr == nil {
 		bad(KeyGatewayBinary, "required: the path of the linux gateway binary (make dist)")
 	}
-	if a.DataVolumeGiB < 1 || a.DataVolumeGiB > maxVolumeGiB {
+	if a.DataVolumeGiB > maxVolumeGiB || a.DataVolumeGiB < 0 ||
+		(a.DataVolumeGiB == 0 && a.DataVolumeSnapshotID == "" && a.DataVolumeID == "") {
 		bad(KeyDataVolumeGiB, "want 1 to %d GiB, got %d", maxVolumeGiB, a.DataVolumeGiB)
 	}
 	if a.RootVolumeGiB < minRootVolumeGiB || a.RootVolumeGiB > maxVolumeGiB {
@@ -194,6 +220,9 @@ func (a KoiArgs) problems() []problem {
 	if a.SubnetID != "" && !subnetIDRe.MatchString(a.SubnetID) {
 		bad(KeySubnetID, "want a subnet id like subnet-0123456789abcdef0, got %q", a.SubnetID)
 	}
+	ps = append(ps, a.backupProblems()...)
+	ps = append(ps, a.Budget.problems()...)
+	ps = append(ps, a.Logs.problems()...)
 	return ps
 }
 
@@ -371,7 +400,11 @@ func (b *koiBuilder) build(k *Koi) error {
 	if err := b.lookupAccount(); err != nil {
 		return err
 	}
-	net, err := b.lookupNetwork()
+	adopted, err := b.lookupAdopted()
+	if err != nil {
+		return err
+	}
+	net, err := b.lookupNetwork(adopted.az)
 	if err != nil {
 		return err
 	}
@@ -391,19 +424,22 @@ func (b *koiBuilder) build(k *Koi) error {
 	if err != nil {
 		return err
 	}
-	vol, err := ebs.NewVolume(b.ctx, b.name+"-data", &ebs.VolumeArgs{
-		AvailabilityZone: pulumi.String(net.az),
-		Size:             pulumi.Int(b.args.DataVolumeGiB),
-		Type:             pulumi.String("gp3"),
-		Encrypted:        pulumi.Bool(true),
-		Tags:             b.tags("data"),
-	}, b.parent, pulumi.RetainOnDelete(!b.args.DeleteDataOnDestroy))
+	volID, err := b.dataVolume(net.az, adopted)
 	if err != nil {
-		return fmt.Errorf("creating the data volume: %w", err)
+		return err
+	}
+	if err := b.backups(); err != nil {
+		return err
+	}
+	if err := b.budget(); err != nil {
+		return err
+	}
+	if err := b.logs(role); err != nil {
+		return err
 	}
 
-	userData := pulumi.All(vol.ID(), art.bucket.Bucket).ApplyT(func(v []any) (string, error) {
-		return b.userData(string(v[0].(pulumi.ID)), v[1].(string), art.key)
+	userData := pulumi.All(volID, art.bucket.Bucket).ApplyT(func(v []any) (string, error) {
+		return b.userData(v[0].(string), v[1].(string), art.key)
 	}).(pulumi.StringOutput)
 
 	metadata := &ec2.InstanceMetadataOptionsArgs{
@@ -454,7 +490,7 @@ func (b *koiBuilder) build(k *Koi) error {
 	if _, err := ec2.NewVolumeAttachment(b.ctx, b.name+"-data", &ec2.VolumeAttachmentArgs{
 		DeviceName:                  pulumi.String(DataDeviceName),
 		InstanceId:                  inst.ID().ToStringOutput(),
-		VolumeId:                    vol.ID().ToStringOutput(),
+		VolumeId:                    volID,
 		StopInstanceBeforeDetaching: pulumi.Bool(true),
 	}, b.parent, pulumi.DeleteBeforeReplace(true)); err != nil {
 		return fmt.Errorf("attaching the data volume: %w", err)
@@ -475,7 +511,7 @@ func (b *koiBuilder) build(k *Koi) error {
 	k.InstanceID = inst.ID().ToStringOutput()
 	k.URL = pulumi.Sprintf("wss://%s/", k.PublicIP)
 	k.ArtifactKey = pulumi.String(art.key).ToStringOutput()
-	k.DataVolumeID = vol.ID().ToStringOutput()
+	k.DataVolumeID = volID
 	k.SecurityGroupID = sg.ID().ToStringOutput()
 	k.RoleArn = role.role.Arn
 	return nil
@@ -530,11 +566,17 @@ type network struct {
 	subnetID, az, vpcID string
 }
 
-func (b *koiBuilder) lookupNetwork() (network, error) {
+// lookupNetwork places the instance; volumeAZ, when set, is the zone of
+// an adopted data volume, which the instance must share.
+func (b *koiBuilder) lookupNetwork(volumeAZ string) (network, error) {
 	if id := b.args.SubnetID; id != "" {
 		s, err := ec2.LookupSubnet(b.ctx, &ec2.LookupSubnetArgs{Id: pulumi.StringRef(id)}, b.parent)
 		if err != nil {
 			return network{}, fmt.Errorf("looking up subnet %s: %w", id, err)
+		}
+		if volumeAZ != "" && s.AvailabilityZone != volumeAZ {
+			return network{}, fmt.Errorf("%s:%s %s is in %s, but the volume to adopt (%s:%s %s) is in %s, and a volume attaches only in its own zone; give a subnet in %s, or leave %s unset",
+				ConfigNamespace, KeySubnetID, id, s.AvailabilityZone, ConfigNamespace, KeyDataVolumeID, b.args.DataVolumeID, volumeAZ, volumeAZ, KeySubnetID)
 		}
 		return network{subnetID: s.Id, az: s.AvailabilityZone, vpcID: s.VpcId}, nil
 	}
@@ -552,6 +594,13 @@ func (b *koiBuilder) lookupNetwork() (network, error) {
 	if len(offers.Locations) == 0 {
 		return network{}, fmt.Errorf("no availability zone of %s offers %s; choose another skykoi:%s",
 			b.region, b.args.InstanceType, KeyInstanceType)
+	}
+	if volumeAZ != "" {
+		if !slices.Contains(offers.Locations, volumeAZ) {
+			return network{}, fmt.Errorf("the volume to adopt (%s:%s %s) is in %s, which does not offer %s; choose another %s:%s",
+				ConfigNamespace, KeyDataVolumeID, b.args.DataVolumeID, volumeAZ, b.args.InstanceType, ConfigNamespace, KeyInstanceType)
+		}
+		offers.Locations = []string{volumeAZ}
 	}
 	subnets, err := ec2.GetSubnets(b.ctx, &ec2.GetSubnetsArgs{Filters: []ec2.GetSubnetsFilter{
 		{Name: "default-for-az", Values: []string{"true"}},

@@ -26,6 +26,13 @@ import (
 func deployed(t *testing.T, s stack) (*fakeAWS, map[string]string) {
 	t.Helper()
 	f := newFakeAWS()
+	return f, deployedOn(t, s, f)
+}
+
+// deployedOn is deployed against any mock monitor, such as one that
+// answers more look-ups than fakeAWS does.
+func deployedOn(t *testing.T, s stack, f pulumi.MockResourceMonitor) map[string]string {
+	t.Helper()
 	var mu sync.Mutex
 	outs := map[string]string{}
 	err := s.run(f, func(ctx *pulumi.Context) error {
@@ -46,7 +53,7 @@ func deployed(t *testing.T, s stack) (*fakeAWS, map[string]string) {
 	if err != nil {
 		t.Fatalf("program: %v", err)
 	}
-	return f, outs
+	return outs
 }
 
 func defaultStack(t *testing.T) stack {
@@ -395,7 +402,7 @@ func TestRolePolicyWithoutIdleStop(t *testing.T) {
 	s.config["skykoi:fallbacks"] = "[]"
 	f, _ := deployed(t, s)
 	var d policyDocument
-	if err := json.Unmarshal([]byte(str(f.one(t, typeRolePolicy).Inputs, "policy")), &d); err != nil {
+	if err := json.Unmarshal([]byte(str(f.named(t, typeRolePolicy, "skykoi-dev").Inputs, "policy")), &d); err != nil {
 		t.Fatal(err)
 	}
 	for _, st := range d.Statement {

@@ -197,17 +197,30 @@ func (f *fakeAWS) one(t *testing.T, token string) pulumi.MockResourceArgs {
 	return rs[0]
 }
 
-// named returns the resource of a type with a logical name, failing
-// without one.
+// named returns the only resource of a type with a logical name, for types
+// the Koi has several of (roles, role policies), failing unless there is
+// exactly one.
 func (f *fakeAWS) named(t *testing.T, token, name string) pulumi.MockResourceArgs {
 	t.Helper()
+	var found []pulumi.MockResourceArgs
 	for _, r := range f.ofType(token) {
 		if r.Name == name {
-			return r
+			found = append(found, r)
 		}
 	}
-	t.Fatalf("no %s named %s", token, name)
-	return pulumi.MockResourceArgs{}
+	if len(found) != 1 {
+		t.Fatalf("%d resources of type %s named %s, want 1", len(found), token, name)
+	}
+	return found[0]
+}
+
+// names lists the logical names of the resources of a type.
+func (f *fakeAWS) names(token string) []string {
+	var out []string
+	for _, r := range f.ofType(token) {
+		out = append(out, r.Name)
+	}
+	return out
 }
 
 func (f *fakeAWS) callsTo(token string) []pulumi.MockCallArgs {
@@ -233,7 +246,7 @@ type stack struct {
 // run runs body as a Pulumi program against f. The config arrives the way
 // the engine passes it (PULUMI_CONFIG and PULUMI_CONFIG_SECRET_KEYS, which
 // the SDK reads into RunInfo), without touching this process's environment.
-func (s stack) run(f *fakeAWS, body pulumi.RunFunc) error {
+func (s stack) run(f pulumi.MockResourceMonitor, body pulumi.RunFunc) error {
 	name := s.name
 	if name == "" {
 		name = "dev"
