@@ -97,6 +97,18 @@ func specKeys(t *testing.T, path string) []string {
 // spec lacks is drift, and fails below.
 var beyondSpec = map[string]string{
 	"agents.defaults.contextTokens": "issue 13",
+	// MCP tool servers.
+	"mcp.servers":                            "issue 14",
+	"mcp.servers.<name>.enabled":             "issue 14",
+	"mcp.servers.<name>.transport":           "issue 14",
+	"mcp.servers.<name>.command":             "issue 14",
+	"mcp.servers.<name>.args":                "issue 14",
+	"mcp.servers.<name>.env":                 "issue 14",
+	"mcp.servers.<name>.cwd":                 "issue 14",
+	"mcp.servers.<name>.url":                 "issue 14",
+	"mcp.servers.<name>.headers":             "issue 14",
+	"mcp.servers.<name>.requestTimeoutMs":    "issue 14",
+	"mcp.servers.<name>.connectionTimeoutMs": "issue 14",
 }
 
 func TestRowsMatchSpec(t *testing.T) {
