@@ -24,6 +24,7 @@ import (
 	"github.com/skykoi/skykoi/gateway/agent"
 	"github.com/skykoi/skykoi/gateway/auth"
 	"github.com/skykoi/skykoi/gateway/idle"
+	"github.com/skykoi/skykoi/gateway/mcp"
 	"github.com/skykoi/skykoi/gateway/memory"
 	"github.com/skykoi/skykoi/gateway/protocol"
 	"github.com/skykoi/skykoi/gateway/session"
@@ -157,6 +158,7 @@ type Server struct {
 	parts    *agentParts
 	skills   *skills.Catalog // the workspace's skills, for the prompt and skills.status
 	memory   *memory.Store
+	mcp      *mcp.Manager // MCP tool servers; started by Run, never awaited for readiness
 
 	// live is what a reload swaps: the config and everything derived from it.
 	live atomic.Pointer[liveConfig]
@@ -306,7 +308,10 @@ func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var bg sync.WaitGroup
-	bg.Add(5)
+	bg.Add(6)
+	// MCP servers start in the background, in parallel; readiness below
+	// does not wait for them (a turn offers the tools of those connected).
+	go func() { defer bg.Done(); _ = s.mcp.Run(ctx) }()
 	go func() { defer bg.Done(); s.checkModelCredentials(ctx) }()
 	go func() { defer bg.Done(); s.runIdleStop(ctx) }()
 	go func() { defer bg.Done(); s.tickLoop(ctx) }()

@@ -463,7 +463,13 @@ func (sv *server) transport() (sdk.Transport, func(), *tailBuffer, error) {
 	}
 	dir := sv.cfg.Cwd
 	if dir == "" {
-		dir = sv.m.opts.Workspace()
+		// The workspace, created as the file tools would create it: a
+		// fresh Koi may start its servers before any tool has run.
+		if dir = sv.m.opts.Workspace(); dir != "" {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return nil, nil, nil, fmt.Errorf("creating the workspace %s for the server: %w", dir, err)
+			}
+		}
 	}
 	if dir != "" {
 		d, err := configgen.ExpandHome(dir)
