@@ -308,10 +308,7 @@ func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var bg sync.WaitGroup
-	bg.Add(6)
-	// MCP servers start in the background, in parallel; readiness below
-	// does not wait for them (a turn offers the tools of those connected).
-	go func() { defer bg.Done(); _ = s.mcp.Run(ctx) }()
+	bg.Add(5)
 	go func() { defer bg.Done(); s.checkModelCredentials(ctx) }()
 	go func() { defer bg.Done(); s.runIdleStop(ctx) }()
 	go func() { defer bg.Done(); s.tickLoop(ctx) }()
@@ -327,6 +324,12 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.log.Info("gateway listening", "addr", l.Addr().String(), "auth", lc.cfg.Gateway.Auth.Mode,
 		"version", version.Get().Version)
+	// MCP servers start only now, in the background and in parallel:
+	// readiness never waits for them, and starting their processes does
+	// not compete with it either. A turn offers the tools of the servers
+	// connected at that moment.
+	bg.Add(1)
+	go func() { defer bg.Done(); _ = s.mcp.Run(ctx) }()
 
 	var runErr error
 	select {
