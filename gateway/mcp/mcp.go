@@ -294,6 +294,8 @@ type server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	probe bool // Probe: connect, list the tools and stop
+
 	mu       sync.Mutex
 	state    string
 	session  *sdk.ClientSession
@@ -397,6 +399,9 @@ func (sv *server) connectAndWait() error {
 	sv.session, sv.state, sv.lastErr = cs, StateReady, ""
 	sv.setTools(list, skipped)
 	sv.mu.Unlock()
+	if sv.probe {
+		return nil
+	}
 	sv.log().Info("MCP server ready", "tools", len(list), "skipped", skipped)
 	sv.m.changed()
 
@@ -789,4 +794,23 @@ func (b *tailBuffer) last() string {
 		l = string(r[:200]) + "…"
 	}
 	return l
+}
+
+// Probe starts (or dials) one server, initializes it, lists its tools and
+// stops it: what skykoi doctor reports. opts.Servers is ignored. The
+// returned Status has State ready and the tool count on success.
+func Probe(ctx context.Context, name string, cfg configgen.MCPServer, opts Options) (Status, error) {
+	opts.Servers = nil
+	m := New(opts)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sv := &server{m: m, name: name, cfg: cfg, ctx: ctx, cancel: cancel, state: StateStarting, probe: true}
+	err := sv.connectAndWait()
+	st := sv.status()
+	if err != nil {
+		st.State, st.LastError = StateRestarting, err.Error()
+		return st, err
+	}
+	st.Tools = len(sv.tools)
+	return st, nil
 }
