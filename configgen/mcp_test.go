@@ -142,3 +142,20 @@ func TestSplitMCPToolName(t *testing.T) {
 		}
 	}
 }
+
+// FuzzSplitMCPToolName: whatever it accepts puts back together into the
+// input, has a valid server name, and is never a built-in tool's name.
+func FuzzSplitMCPToolName(f *testing.F) {
+	for _, s := range []string{"gh__search", "gh__*", "a___b", "read", "__", "x__", "é__t", "a__b__c"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		server, tool, ok := SplitMCPToolName(s)
+		if !ok {
+			return
+		}
+		if server+"__"+tool != s || !ValidServerName(server) || tool == "" || contains(toolNames, s) {
+			t.Fatalf("SplitMCPToolName(%q) = %q, %q", s, server, tool)
+		}
+	})
+}
