@@ -490,15 +490,43 @@ func (sv *server) transport() (sdk.Transport, func(), *tailBuffer, error) {
 	// Its own process group, so stopping it also stops what it started
 	// (npx, uvx and shell wrappers run the real server as a child).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var once sync.Once
-	cleanup := func() {
-		once.Do(func() {
-			if cmd.Process != nil {
-				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			}
-		})
+	t := &groupTransport{inner: &sdk.CommandTransport{Command: cmd, TerminateDuration: 2 * time.Second}, cmd: cmd}
+	return t, t.kill, stderr, nil
+}
+
+// groupTransport starts a stdio server and remembers its process group,
+// so kill can end the group from any goroutine, even one racing the start.
+type groupTransport struct {
+	inner *sdk.CommandTransport
+	cmd   *exec.Cmd
+
+	mu     sync.Mutex
+	pid    int
+	killed bool
+}
+
+func (t *groupTransport) Connect(ctx context.Context) (sdk.Connection, error) {
+	conn, err := t.inner.Connect(ctx)
+	if err != nil {
+		return nil, err
 	}
-	return &sdk.CommandTransport{Command: cmd, TerminateDuration: 2 * time.Second}, cleanup, stderr, nil
+	t.mu.Lock()
+	t.pid = t.cmd.Process.Pid
+	killed := t.killed
+	t.mu.Unlock()
+	if killed {
+		t.kill() // stopped while it was starting
+	}
+	return conn, nil
+}
+
+func (t *groupTransport) kill() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.killed = true
+	if t.pid > 0 {
+		_ = syscall.Kill(-t.pid, syscall.SIGKILL)
+	}
 }
 
 // childEnv is the gateway's environment less its secrets, plus the
