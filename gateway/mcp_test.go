@@ -200,3 +200,65 @@ func TestMCPReload(t *testing.T) {
 		t.Errorf("a removed server's tools are still offered: %q", n)
 	}
 }
+
+// TestMCPConfigSetBadInput: config.set with a bad mcp.servers entry is
+// refused with the key's path, writes nothing, never echoes a plaintext
+// header, and the gateway keeps serving; a good one starts the server.
+func TestMCPConfigSetBadInput(t *testing.T) {
+	bin := mcptest.StdioServer(t)
+	ts := startServer(t)
+	c, _ := dialConnected(t, ts, func(p map[string]any) { p["scopes"] = []string{"operator.admin", "operator.read"} })
+	before, err := os.ReadFile(ts.opts.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := func(servers any) frame {
+		get := c.call("config.get", nil)
+		var g struct {
+			Hash string `json:"hash"`
+		}
+		_ = json.Unmarshal(get.Payload, &g)
+		tree, err := configgen.DecodeRaw(before)
+		if err != nil {
+			t.Fatal(err)
+		}
+		configgen.Set(tree, "mcp.servers", servers)
+		raw, err := configgen.Marshal(tree)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.call("config.set", map[string]any{"raw": string(raw), "baseHash": g.Hash})
+	}
+	tests := []struct {
+		name    string
+		servers any
+		want    string
+	}{
+		{"plaintext header", map[string]any{"r": map[string]any{"url": "https://mcp.example.com/mcp",
+			"headers": map[string]any{"Authorization": "Bearer sk-plain-secret"}}}, "mcp.servers.r.headers.Authorization"},
+		{"bad server name", map[string]any{"a__b": map[string]any{"command": bin}}, "mcp.servers.a__b"},
+		{"neither command nor url", map[string]any{"x": map[string]any{}}, "mcp.servers.x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := set(tt.servers)
+			if res.OK {
+				t.Fatalf("config.set accepted %v", tt.servers)
+			}
+			msg := string(mustJSON(res.Error))
+			if !strings.Contains(msg, tt.want) || strings.Contains(msg, "sk-plain-secret") {
+				t.Errorf("error %s; want the path %s and no secret", msg, tt.want)
+			}
+			if after, _ := os.ReadFile(ts.opts.ConfigPath); string(after) != string(before) {
+				t.Error("a refused config.set changed the file")
+			}
+			if st := mcpHealth(t, c); len(st) != 0 {
+				t.Errorf("a refused config.set started servers: %+v", st)
+			}
+		})
+	}
+	if res := set(map[string]any{"ok": map[string]any{"command": bin}}); !res.OK {
+		t.Fatalf("a good config.set: %s %+v", res.Payload, res.Error)
+	}
+	waitMCPReady(t, c, "ok")
+}
