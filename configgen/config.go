@@ -23,6 +23,7 @@ type Config struct {
 	Session Session `json:"session"`
 	Models  Models  `json:"models"`
 	Logging Logging `json:"logging"`
+	MCP     MCP     `json:"mcp"`
 }
 
 type Gateway struct {
@@ -132,6 +133,36 @@ type WebSearch struct {
 	TimeoutSeconds int    `json:"timeoutSeconds"`
 }
 
+// MCP is mcp.*: the MCP tool servers.
+type MCP struct {
+	Servers map[string]MCPServer `json:"servers,omitempty"`
+}
+
+// MCPServer is one mcp.servers entry. Exactly one of Command and URL is set.
+type MCPServer struct {
+	Enabled             bool                 `json:"enabled"`
+	Transport           string               `json:"transport,omitempty"`
+	Command             string               `json:"command,omitempty"`
+	Args                []string             `json:"args,omitempty"`
+	Env                 map[string]string    `json:"env,omitempty"`
+	Cwd                 string               `json:"cwd,omitempty"`
+	URL                 string               `json:"url,omitempty"`
+	Headers             map[string]HeaderRef `json:"headers,omitempty"`
+	RequestTimeoutMs    int                  `json:"requestTimeoutMs"`
+	ConnectionTimeoutMs int                  `json:"connectionTimeoutMs"`
+}
+
+// IsStdio reports whether the server is a program started by the gateway.
+func (s MCPServer) IsStdio() bool { return s.Command != "" }
+
+// HeaderRef says where a header's value comes from: the environment or a
+// file, so no credential sits in the config.
+type HeaderRef struct {
+	Env    string `json:"env,omitempty"`
+	File   string `json:"file,omitempty"`
+	Prefix string `json:"prefix,omitempty"`
+}
+
 type Exec struct {
 	Security   string   `json:"security"`
 	Host       string   `json:"host"`
@@ -207,7 +238,37 @@ func (c Config) Clone() Config {
 	c.Tools.Deny = cp(c.Tools.Deny)
 	c.Tools.Exec.Allowlist = cp(c.Tools.Exec.Allowlist)
 	c.Tools.Web.AllowPrivate = cp(c.Tools.Web.AllowPrivate)
+
+	c.MCP.Servers = cloneServers(c.MCP.Servers)
 	return c
+}
+
+func cloneServers(in map[string]MCPServer) map[string]MCPServer {
+	if in == nil {
+		return nil
+	}
+	out := make(map[string]MCPServer, len(in))
+	for name, srv := range in {
+		if srv.Args != nil {
+			srv.Args = append([]string{}, srv.Args...)
+		}
+		if srv.Env != nil {
+			env := make(map[string]string, len(srv.Env))
+			for k, v := range srv.Env {
+				env[k] = v
+			}
+			srv.Env = env
+		}
+		if srv.Headers != nil {
+			hs := make(map[string]HeaderRef, len(srv.Headers))
+			for k, v := range srv.Headers {
+				hs[k] = v
+			}
+			srv.Headers = hs
+		}
+		out[name] = srv
+	}
+	return out
 }
 
 // ModelRefs returns the primary model and then the fallbacks, in order.

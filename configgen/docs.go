@@ -25,6 +25,9 @@ func walkRows(fn func(path string, n *node)) {
 				continue
 			}
 			fn(p, f)
+			if f.kind == kindMap && f.elem.kind == kindObject && !f.row {
+				rec(f.elem, p+".<name>")
+			}
 		}
 	}
 	rec(root, "")
@@ -92,6 +95,11 @@ func typeDoc(n *node) string {
 		return formatDoc(n.format, "string")
 	case kindStrings:
 		return formatDoc(n.format, "strings") + " (list)"
+	case kindMap:
+		if n.elem.kind == kindObject && !n.row {
+			return "object (" + keyFormatDoc(n.keyFormat) + ", keys below)"
+		}
+		return "object (" + keyFormatDoc(n.keyFormat) + ")"
 	case kindObject:
 		parts := make([]string, len(n.fields))
 		for i, f := range n.fields {
@@ -123,9 +131,11 @@ func formatDoc(f format, plain string) string {
 	case fmtURL:
 		return "URL"
 	case fmtToolName:
-		return "tool name (" + strings.Join(toolNames, ", ") + ")"
+		return "tool name (" + strings.Join(toolNames, ", ") + ", or `<server>__<tool>`, `<server>__*`)"
 	case fmtCommand:
 		return "binary name or absolute path"
+	case fmtEnvName:
+		return "variable name"
 	}
 	return plain
 }

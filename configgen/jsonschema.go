@@ -2,6 +2,7 @@ package configgen
 
 import (
 	"encoding/json"
+	"regexp"
 	"strings"
 )
 
@@ -102,8 +103,21 @@ func schemaFor(n *node, path string) map[string]any {
 		item := map[string]any{"type": "string"}
 		addFormat(item, n.format)
 		s["items"] = item
+	case kindMap:
+		s["type"] = "object"
+		s["maxProperties"] = maxMapKeys
+		if p, ok := keyPatterns[n.keyFormat]; ok {
+			s["propertyNames"] = map[string]any{"pattern": p}
+		}
+		s["additionalProperties"] = schemaFor(n.elem, path)
 	}
 	return s
+}
+
+var keyPatterns = map[format]string{
+	fmtServerName: serverNameRe.String(),
+	fmtEnvName:    envNameRe.String(),
+	fmtHeaderName: headerNameRe.String(),
 }
 
 func addFormat(s map[string]any, f format) {
@@ -116,7 +130,13 @@ func addFormat(s map[string]any, f format) {
 	case fmtSecret:
 		s["minLength"] = minSecretLen
 	case fmtToolName:
-		s["enum"] = toolNames
+		// One pattern rather than anyOf of an enum and a pattern: editors
+		// then name the valid shapes in a single message.
+		quoted := make([]string, len(toolNames))
+		for i, t := range toolNames {
+			quoted[i] = regexp.QuoteMeta(t)
+		}
+		s["pattern"] = `^(` + strings.Join(quoted, "|") + `|[A-Za-z][A-Za-z0-9_-]*__([A-Za-z0-9_-]+|\*))$`
 	case fmtIPOrCIDR:
 		s["description"] = "IP address or CIDR"
 	}

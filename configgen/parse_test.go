@@ -144,7 +144,7 @@ func TestParseInvalid(t *testing.T) {
 		{"exec timeout zero", `{` + gw + `, tools: {exec: {timeoutSec: 0}}}`, nil,
 			[]string{`tools.exec.timeoutSec: must be an integer from 1 to 86400, got 0`}},
 		{"unknown tool name", `{` + gw + `, tools: {allow: ["read", "shell"]}}`, nil,
-			[]string{`tools.allow[1]: must be one of exec, process, read, write, edit, memory_search, memory_get, web_fetch, web_search; got "shell"`}},
+			[]string{"tools.allow[1]: must be one of " + strings.Join(toolNames, ", ") + ", or <server>__<tool> / <server>__* for a server in mcp.servers; got \"shell\""}},
 		{"deny not a list", `{` + gw + `, tools: {deny: "exec"}}`, nil,
 			[]string{`tools.deny: must be a list of strings, got "exec"`}},
 		{"dmScope unknown", `{` + gw + `, session: {dmScope: "global"}}`, nil,

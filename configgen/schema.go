@@ -14,6 +14,9 @@ const (
 	kindBool
 	kindEnum
 	kindStrings // array of strings, each checked by the node's format
+	// kindMap is an object whose keys the person chooses (mcp.servers,
+	// env, headers): each key is checked by keyFormat, each value by elem.
+	kindMap
 )
 
 // format names an extra check on a string (or on each string of a list).
@@ -32,6 +35,9 @@ const (
 	fmtURL
 	fmtToolName
 	fmtCommand // binary name or absolute path
+	fmtServerName
+	fmtEnvName
+	fmtHeaderName
 )
 
 // minSecretLen is the shortest token or password the gateway accepts: 32
@@ -62,6 +68,13 @@ type node struct {
 	ignored bool
 	// required keys must be present.
 	required bool
+	// elem and keyFormat describe a kindMap's values and keys.
+	elem      *node
+	keyFormat format
+	// notObject, when set, is the whole message for an object-kind value
+	// that is not an object; the value is never echoed (a header given as
+	// a plaintext string is most likely the secret itself).
+	notObject string
 }
 
 func i64(v int64) *int64 { return &v }
@@ -190,7 +203,36 @@ var root = &node{kind: kindObject, fields: []*node{
 	obj("logging", "the gateway's log",
 		&node{key: "level", kind: kindEnum, enum: []string{"debug", "info", "warn", "error"}, def: "info", doc: "least severe level written"},
 	),
+	mcpNode,
 }}
+
+// mcpNode is mcp.*: MCP tool servers (issue 14). Key names follow OpenClaw's
+// mcp.servers where SkyKoi has the same notion.
+var mcpNode = obj("mcp", "MCP tool servers",
+	&node{key: "servers", kind: kindMap, keyFormat: fmtServerName,
+		doc: "MCP servers by name; their tools are offered as `<name>__<tool>`, filtered by tools.allow / tools.deny",
+		elem: &node{kind: kindObject, fields: []*node{
+			{key: "enabled", kind: kindBool, def: true, doc: "`false` keeps the definition but starts nothing"},
+			{key: "transport", kind: kindEnum, enum: []string{"stdio", "streamable-http"}, defDoc: "`stdio` with command, `streamable-http` with url",
+				doc: "`\"sse\"` is recognised and rejected as unsupported", unsupported: []string{"sse"},
+				unsupportedWhy: `SkyKoi speaks streamable HTTP to remote servers; use "streamable-http" with the server's MCP endpoint`},
+			{key: "command", kind: kindString, format: fmtCommand, doc: "stdio: the program to start; exactly one of command / url"},
+			{key: "args", kind: kindStrings, doc: "stdio: its arguments"},
+			{key: "env", kind: kindMap, keyFormat: fmtEnvName, elem: &node{kind: kindString},
+				doc: "stdio: variables added to the gateway's environment, which the server gets without the gateway's secrets; shown by config.get, so keep credentials in the gateway's environment instead"},
+			{key: "cwd", kind: kindString, format: fmtPath, defDoc: "the workspace", doc: "stdio: working directory"},
+			{key: "url", kind: kindString, format: fmtURL, doc: "streamable-http: the endpoint; no credentials in it"},
+			{key: "headers", kind: kindMap, keyFormat: fmtHeaderName, row: true,
+				doc: "streamable-http: header name → `{env: NAME}` or `{file: /path}` (with optional `prefix`, such as `\"Bearer \"`); read at each connect, never stored in config or logged",
+				elem: &node{kind: kindObject, notObject: "must be an object {env: NAME} or {file: /path}: header values come from the environment or a file, never from plaintext in the config", fields: []*node{
+					{key: "env", kind: kindString, format: fmtEnvName, doc: "environment variable holding the value"},
+					{key: "file", kind: kindString, format: fmtPath, doc: "file holding the value (trailing newline dropped)"},
+					{key: "prefix", kind: kindString, doc: "put before the value"},
+				}}},
+			{key: "requestTimeoutMs", kind: kindInt, min: i64(100), max: i64(dayMs), def: int64(60000), doc: "per tool call; a call that takes longer fails with a timeout the model is told about"},
+			{key: "connectionTimeoutMs", kind: kindInt, min: i64(100), max: i64(600000), def: int64(30000), doc: "for starting and initializing the server"},
+		}}},
+)
 
 // walk calls fn for every node below n in schema order with its dotted path.
 func walk(n *node, prefix string, fn func(path string, n *node)) {

@@ -114,6 +114,19 @@ var beyondSpec = map[string]string{
 	"tools.web.search.timeoutSeconds":  "issue 14",
 
 	"gateway.idle.wakeLeadMinutes": "issue 12",
+
+	// MCP tool servers.
+	"mcp.servers":                            "issue 14",
+	"mcp.servers.<name>.enabled":             "issue 14",
+	"mcp.servers.<name>.transport":           "issue 14",
+	"mcp.servers.<name>.command":             "issue 14",
+	"mcp.servers.<name>.args":                "issue 14",
+	"mcp.servers.<name>.env":                 "issue 14",
+	"mcp.servers.<name>.cwd":                 "issue 14",
+	"mcp.servers.<name>.url":                 "issue 14",
+	"mcp.servers.<name>.headers":             "issue 14",
+	"mcp.servers.<name>.requestTimeoutMs":    "issue 14",
+	"mcp.servers.<name>.connectionTimeoutMs": "issue 14",
 }
 
 func TestRowsMatchSpec(t *testing.T) {

@@ -371,6 +371,8 @@ func (v *validator) value(n *node, path string, x any) any {
 			out[i] = s
 		}
 		return out
+	case kindMap:
+		return v.mapValue(n, path, x)
 	}
 	panic("configgen: unknown node kind")
 }
@@ -378,6 +380,10 @@ func (v *validator) value(n *node, path string, x any) any {
 func (v *validator) object(n *node, path string, x any) any {
 	m, ok := x.(map[string]any)
 	if !ok {
+		if n.notObject != "" {
+			v.add(path, "%s", n.notObject)
+			return nil
+		}
 		if s, isStr := x.(string); isStr && path == "agents.defaults.model" {
 			v.add(path, "must be an object like {primary: %q}, got the bare string %s", DefaultModel, quote(s))
 		} else {
@@ -429,7 +435,115 @@ func cloneDefault(d any) any {
 	if l, ok := d.([]any); ok {
 		return append([]any{}, l...)
 	}
+	if m, ok := d.(map[string]any); ok {
+		out := make(map[string]any, len(m))
+		for k, e := range m {
+			out[k] = cloneDefault(e)
+		}
+		return out
+	}
 	return d
+}
+
+// mapValue checks an object whose keys are names the person chose.
+func (v *validator) mapValue(n *node, path string, x any) any {
+	m, ok := x.(map[string]any)
+	if !ok {
+		v.add(path, "must be an object of %s, got %s", keyFormatDoc(n.keyFormat), v.got(n, x))
+		return nil
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	if len(keys) > maxMapKeys {
+		v.add(path, "has %d entries; at most %d are allowed", len(keys), maxMapKeys)
+		return nil
+	}
+	out := make(map[string]any, len(m))
+	for _, k := range keys {
+		if msg := keyProblem(n.keyFormat, k); msg != "" {
+			v.add(join(path, quoteKey(k)), "%s", msg)
+			continue
+		}
+		out[k] = v.value(n.elem, join(path, k), m[k])
+	}
+	return out
+}
+
+// maxMapKeys bounds a map key such as mcp.servers: each server is a process
+// or a connection, and config.set takes text from clients.
+const maxMapKeys = 64
+
+// MaxServerNameLen leaves room for the tool's own name within Bedrock's
+// 64-character limit on tool names (<server>__<tool>).
+const MaxServerNameLen = 24
+
+var (
+	serverNameRe = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]*$`)
+	envNameRe    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	headerNameRe = regexp.MustCompile("^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+	mcpToolRe    = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+)
+
+// ValidServerName reports whether s may name an MCP server: a letter, then
+// letters, digits, - and single _, so "__" can only be the separator in
+// <server>__<tool>.
+func ValidServerName(s string) bool {
+	return len(s) <= MaxServerNameLen && serverNameRe.MatchString(s) && !strings.Contains(s, "__") && !strings.HasSuffix(s, "_")
+}
+
+// SplitMCPToolName splits "<server>__<tool>" (tool may be "*" in
+// tools.allow / tools.deny); ok is false for anything else, built-in names
+// included.
+func SplitMCPToolName(name string) (server, tool string, ok bool) {
+	server, tool, ok = strings.Cut(name, "__")
+	if !ok || !ValidServerName(server) || tool == "" || tool != "*" && !mcpToolRe.MatchString(tool) {
+		return "", "", false
+	}
+	return server, tool, true
+}
+
+func keyProblem(f format, k string) string {
+	switch f {
+	case fmtServerName:
+		if !ValidServerName(k) {
+			return fmt.Sprintf("server name must start with a letter and use letters, digits, - and single _ (at most %d characters; \"__\" separates server and tool in tool names), got %s", MaxServerNameLen, quote(k))
+		}
+	case fmtEnvName:
+		if !envNameRe.MatchString(k) {
+			return fmt.Sprintf("must be an environment variable name (letters, digits and _, not starting with a digit), got %s", quote(k))
+		}
+		if contains(SecretEnvNames(), k) {
+			return fmt.Sprintf("%s is the gateway's own secret and is never passed to MCP servers; remove it", k)
+		}
+	case fmtHeaderName:
+		if !headerNameRe.MatchString(k) {
+			return fmt.Sprintf("must be an HTTP header name, got %s", quote(k))
+		}
+	}
+	return ""
+}
+
+func keyFormatDoc(f format) string {
+	switch f {
+	case fmtServerName:
+		return "server name → server"
+	case fmtEnvName:
+		return "variable name → string"
+	case fmtHeaderName:
+		return "header name → {env or file, prefix}"
+	}
+	return "name → value"
+}
+
+// quoteKey shows a rejected key in a path readably and boundedly.
+func quoteKey(k string) string {
+	if envNameRe.MatchString(k) {
+		return k
+	}
+	return quote(k)
 }
 
 var (
@@ -486,8 +600,14 @@ func (v *validator) format(n *node, path, s string) {
 			v.add(path, "must be an http:// or https:// URL, got %s", quote(s))
 		}
 	case fmtToolName:
-		if !contains(toolNames, s) {
-			v.add(path, "must be one of %s; got %s", strings.Join(toolNames, ", "), quote(s))
+		// <server>__<tool> names are checked against mcp.servers in
+		// crossChecks, where the servers are known.
+		if _, _, mcp := SplitMCPToolName(s); !contains(toolNames, s) && !mcp {
+			v.add(path, "must be one of %s, or <server>__<tool> / <server>__* for a server in mcp.servers; got %s", strings.Join(toolNames, ", "), quote(s))
+		}
+	case fmtEnvName:
+		if !envNameRe.MatchString(s) {
+			v.add(path, "must be an environment variable name (letters, digits and _, not starting with a digit), got %s", quote(s))
 		}
 	case fmtCommand:
 		if s == "" || strings.ContainsAny(s, " \t\n\x00") || strings.Contains(s, "/") && !strings.HasPrefix(s, "/") {
@@ -568,6 +688,7 @@ func (v *validator) crossChecks(t map[string]any) {
 		}
 	}
 	v.trustedProxies(gw)
+	v.mcpServers(t)
 	reset := subMap(subMap(t, "session"), "reset")
 	if _, has := reset["idleMinutes"]; !has && reset["mode"] == "idle" {
 		v.add("session.reset.idleMinutes", "is required when session.reset.mode is \"idle\"")
@@ -703,4 +824,80 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// mcpServers checks each MCP server's transport against its keys, and that
+// tools.allow / tools.deny name only configured servers.
+func (v *validator) mcpServers(t map[string]any) {
+	servers := subMap(subMap(t, "mcp"), "servers")
+	names := make([]string, 0, len(servers))
+	for name := range servers {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		srv, ok := servers[name].(map[string]any)
+		if !ok {
+			continue
+		}
+		p := "mcp.servers." + name
+		_, hasCmd := srv["command"]
+		_, hasURL := srv["url"]
+		tr, trOK := srv["transport"].(string)
+		switch {
+		case hasCmd && hasURL:
+			v.add(p, "set either command (a stdio server) or url (a streamable HTTP server), not both")
+		case !hasCmd && !hasURL:
+			v.add(p, "needs command (a stdio server) or url (a streamable HTTP server)")
+		case trOK && tr == "stdio" && !hasCmd:
+			v.add(p+".transport", "\"stdio\" needs command; with url use \"streamable-http\"")
+		case trOK && tr == "streamable-http" && !hasURL:
+			v.add(p+".transport", "\"streamable-http\" needs url; with command use \"stdio\"")
+		}
+		if hasURL {
+			for _, k := range []string{"args", "env", "cwd"} {
+				if _, has := srv[k]; has {
+					v.add(p+"."+k, "only used by stdio servers (those with command), not with url")
+				}
+			}
+			if u, ok := srv["url"].(string); ok {
+				if pu, err := url.Parse(u); err == nil && pu.User != nil {
+					v.add(p+".url", "must not carry credentials; put them in headers, read from env or a file")
+				}
+			}
+		}
+		if _, has := srv["headers"]; has && hasCmd {
+			v.add(p+".headers", "only used by streamable HTTP servers (those with url), not with command")
+		}
+		hs, _ := srv["headers"].(map[string]any)
+		for h, x := range hs {
+			hv, ok := x.(map[string]any)
+			if !ok {
+				continue
+			}
+			_, e := hv["env"]
+			_, f := hv["file"]
+			if e == f {
+				v.add(p+".headers."+h, "set exactly one of env and file")
+			}
+		}
+	}
+	tools := subMap(t, "tools")
+	for _, key := range []string{"allow", "deny"} {
+		list, _ := tools[key].([]any)
+		for i, x := range list {
+			s, _ := x.(string)
+			server, _, ok := SplitMCPToolName(s)
+			if !ok || contains(toolNames, s) {
+				continue
+			}
+			if _, configured := servers[server]; !configured {
+				known := "none is configured"
+				if len(names) > 0 {
+					known = "configured: " + strings.Join(names, ", ")
+				}
+				v.add(fmt.Sprintf("tools.%s[%d]", key, i), "names MCP server %s, which mcp.servers does not define (%s)", quote(server), known)
+			}
+		}
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/skykoi/skykoi/configgen"
 	"github.com/skykoi/skykoi/gateway/agent"
 	"github.com/skykoi/skykoi/gateway/bedrock"
+	"github.com/skykoi/skykoi/gateway/mcp"
 	"github.com/skykoi/skykoi/gateway/memory"
 	"github.com/skykoi/skykoi/gateway/protocol"
 	"github.com/skykoi/skykoi/gateway/session"
@@ -51,6 +52,13 @@ func (s *Server) setupAgent(cfg configgen.Config) error {
 		SessionsDir: store.Dir(),
 		Now:         s.opts.Now,
 		Logger:      s.log.With("component", "memory"),
+	})
+	s.mcp = mcp.New(mcp.Options{
+		Servers:   cfg.MCP.Servers,
+		Workspace: func() string { return s.workspace(s.cfg()) },
+		Getenv:    s.opts.Getenv,
+		OnChange:  s.broadcastHealth,
+		Logger:    s.log.With("component", "mcp"),
 	})
 	s.parts = &agentParts{toolSets: map[string]*tools.Set{}}
 	s.skills = skills.New(s.log.With("component", "skills"))
@@ -146,7 +154,7 @@ func (s *Server) toolSet(security string) (*tools.Set, error) {
 	// tools.exec.security or pair a device of its choosing.
 	set, err := tools.New(tools.Options{Workspace: s.workspace(cfg), Exec: ex, Allow: cfg.Tools.Allow,
 		Deny: cfg.Tools.Deny, ConfigPath: s.opts.ConfigPath, StateDir: s.opts.StateDir,
-		Logger: s.log.With("component", "tools"), Memory: s.memory, Web: &webOpts})
+		Logger: s.log.With("component", "tools"), Memory: s.memory, Web: &webOpts, External: s.mcp})
 	if err != nil {
 		return nil, fmt.Errorf("setting up tools: %w", err)
 	}

@@ -227,6 +227,9 @@ func (s *Server) applyConfig(cfg configgen.Config, commit func() error) (map[str
 			s.log.Error("applying the session reset policy", "err", err)
 		}
 	}
+	if s.mcp != nil {
+		s.mcp.Update(cfg.MCP.Servers)
+	}
 	if nl != nil {
 		s.mu.Lock()
 		olds := s.listeners

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/skykoi/skykoi/configgen"
+	"github.com/skykoi/skykoi/gateway/mcp"
 	"github.com/skykoi/skykoi/gateway/protocol"
 	"github.com/skykoi/skykoi/internal/procstat"
 	"github.com/skykoi/skykoi/internal/version"
@@ -74,6 +75,9 @@ type Health struct {
 	Sessions    HealthSessions `json:"sessions"`
 	Runs        HealthRuns     `json:"runs"`
 	Connections int            `json:"connections"`
+	// MCP lists the configured MCP servers (issue 14); a server that is
+	// down does not make ok false: the agent works without its tools.
+	MCP []mcp.Status `json:"mcp,omitempty"`
 }
 
 type HealthModel struct {
@@ -134,6 +138,9 @@ func (s *Server) healthLocked() Health {
 	if s.runtime != nil {
 		h.Runs.Active, _ = s.runtime.Counts()
 	}
+	if s.mcp != nil {
+		h.MCP = s.mcp.Status()
+	}
 	h.DurationMs = time.Since(start).Milliseconds()
 	return h
 }
@@ -160,6 +167,7 @@ func (s *Server) mStatus(*call) (any, *protocol.Error) {
 		"runs":     map[string]any{"active": active, "queued": queued},
 		"usage":    map[string]any{"inputTokens": usage.Totals.InputTokens, "outputTokens": usage.Totals.OutputTokens},
 		"process":  processStats(),
+		"mcp":      s.mcp.Status(),
 	}, nil
 }
 

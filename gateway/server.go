@@ -24,6 +24,7 @@ import (
 	"github.com/skykoi/skykoi/gateway/agent"
 	"github.com/skykoi/skykoi/gateway/auth"
 	"github.com/skykoi/skykoi/gateway/idle"
+	"github.com/skykoi/skykoi/gateway/mcp"
 	"github.com/skykoi/skykoi/gateway/memory"
 	"github.com/skykoi/skykoi/gateway/protocol"
 	"github.com/skykoi/skykoi/gateway/session"
@@ -164,6 +165,8 @@ type Server struct {
 	skills   *skills.Catalog // the workspace's skills, for the prompt and skills.status
 	memory   *memory.Store
 	updater  *update.Updater // update.run and update.status
+
+	mcp *mcp.Manager // MCP tool servers; started by Run, never awaited for readiness
 
 	// live is what a reload swaps: the config and everything derived from it.
 	live atomic.Pointer[liveConfig]
@@ -334,6 +337,12 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.log.Info("gateway listening", "addr", l.Addr().String(), "auth", lc.cfg.Gateway.Auth.Mode,
 		"version", version.Get().Version)
+	// MCP servers start only now, in the background and in parallel:
+	// readiness never waits for them, and starting their processes does
+	// not compete with it either. A turn offers the tools of the servers
+	// connected at that moment.
+	bg.Add(1)
+	go func() { defer bg.Done(); _ = s.mcp.Run(ctx) }()
 
 	var runErr error
 	select {

@@ -76,6 +76,7 @@ func newDoctorCmd() *cobra.Command {
 					}
 				}
 				d.checkClock(ctx, cfg)
+				d.checkMCP(ctx, cfg)
 			}
 			if koiPaths || isKoi() {
 				d.checkKoi()

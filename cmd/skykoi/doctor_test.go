@@ -13,12 +13,14 @@ import (
 
 	"github.com/skykoi/skykoi/configgen"
 	"github.com/skykoi/skykoi/gateway/bedrock/bedrocktest"
+	"github.com/skykoi/skykoi/gateway/mcp/mcptest"
 )
 
 func TestDoctor(t *testing.T) {
 	fake := bedrocktest.NewServer()
 	defer fake.Close()
 	fake.SetDefault(bedrocktest.Reply{bedrocktest.Text("k")})
+	mcpBin := mcptest.StdioServer(t)
 	tests := []struct {
 		name     string
 		cfg      string // %d: port, %s: fake endpoint; "" writes no file
@@ -36,6 +38,12 @@ func TestDoctor(t *testing.T) {
 			models: {providers: {"amazon-bedrock": {region: "eu-west-1", endpoint: "%s"}}}}`, perm: 0o600, wantCode: 0,
 			want: []string{"[ok  ] config:", "[ok  ] state dir permissions", "[ok  ] port:", "[ok  ] AWS region: eu-west-1 (models.providers.amazon-bedrock.region)",
 				"[ok  ] AWS credentials", "[ok  ] model amazon-bedrock/m1: answered", "[ok  ] model amazon-bedrock/m2: answered", "[ok  ] clock", "0 failed, 0 warnings"}},
+		{name: "MCP servers", cfg: `{gateway: {mode: "local", port: %d, auth: {tokenSha256: "` + configgen.HashSecret("t") + `"}},
+			models: {providers: {"amazon-bedrock": {region: "us-east-1", endpoint: "%s"}}},
+			mcp: {servers: {good: {command: "` + mcpBin + `"}, gone: {command: "/nonexistent/mcp-server", connectionTimeoutMs: 2000},
+			                off: {command: "` + mcpBin + `", enabled: false}}}}`, perm: 0o600, wantCode: 0,
+			want: []string{"[ok  ] MCP server good: stdio server answered with 5 tools", "[WARN] MCP server gone: starting:", "/nonexistent/mcp-server",
+				"fix: fix mcp.servers.gone", "[ok  ] MCP server off: disabled"}},
 		{name: "invalid config", cfg: `{gateway: {mode: "remote", port: %d}} // %s`, perm: 0o600, wantCode: 1,
 			want: []string{"[FAIL] config:", `gateway.mode: must be "local", got "remote"`, "fix: edit the file"}},
 		{name: "missing config", wantCode: 1, want: []string{"does not exist", "fix: run `skykoi local`"},

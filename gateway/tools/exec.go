@@ -340,7 +340,12 @@ func (s *Set) execTool(ctx context.Context, input json.RawMessage) Result {
 // SecretEnvNames): every shell the tools start, foreground or background,
 // gets its environment from here. A value the model sets with the env field
 // is added afterwards; it is the model's own, not the gateway's.
-func childEnv(environ []string) []string {
+func childEnv(environ []string) []string { return ChildEnv(environ) }
+
+// ChildEnv is environ without the gateway's secrets: the one filter for
+// every process the gateway starts on the model's behalf (exec, and the
+// stdio MCP servers of gateway/mcp).
+func ChildEnv(environ []string) []string {
 	secret := configgen.SecretEnvNames()
 	out := make([]string, 0, len(environ))
 	for _, kv := range environ {

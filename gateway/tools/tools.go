@@ -92,6 +92,18 @@ type Options struct {
 	// Web configures web_fetch and web_search (web.FromConfig); nil leaves
 	// them out.
 	Web *web.Options
+
+	// External supplies tools beyond the built-in ones (MCP servers, named
+	// <server>__<tool>); tools.allow / tools.deny filter them like the rest.
+	External External
+}
+
+// External is a source of tools other than the built-in ones. Specs may
+// change from call to call (servers connect and go); Call gets only names
+// the policy allows and must, like Run, report failure as a Result.
+type External interface {
+	Specs() []Spec
+	Call(ctx context.Context, name string, input json.RawMessage) Result
 }
 
 // Spec describes one tool to the model.
@@ -131,6 +143,9 @@ type Set struct {
 	memory    Memory
 	web       webTools
 	specs     []Spec
+	external  External
+	allow     []string // tools.allow and tools.deny, for external names
+	deny      []string
 
 	mu      sync.Mutex
 	closed  bool
@@ -169,6 +184,9 @@ func New(opts Options) (*Set, error) {
 		log:      opts.Logger,
 		now:      opts.Now,
 		memory:   opts.Memory,
+		external: opts.External,
+		allow:    slices.Clone(opts.Allow),
+		deny:     slices.Clone(opts.Deny),
 		closing:  make(chan struct{}),
 		live:     make(map[*proc]struct{}),
 		bg:       make(map[string]*proc),
@@ -234,8 +252,8 @@ func New(opts Options) (*Set, error) {
 		names []string
 	}{{"tools.allow", opts.Allow}, {"tools.deny", opts.Deny}} {
 		for _, n := range list.names {
-			if !slices.Contains(names, n) {
-				return nil, fmt.Errorf("tools: %s: unknown tool %q (known: %s)", list.key, n, strings.Join(names, ", "))
+			if _, _, mcp := configgen.SplitMCPToolName(n); !slices.Contains(names, n) && !mcp {
+				return nil, fmt.Errorf("tools: %s: unknown tool %q (known: %s, or <server>__<tool> / <server>__* of an MCP server)", list.key, n, strings.Join(names, ", "))
 			}
 		}
 	}
@@ -273,12 +291,35 @@ var wrapperPrograms = []string{
 // turn and invites the model to keep retrying. Run still refuses them with a
 // clear message if a model calls them anyway (for example from an old
 // transcript).
+//
+// External tools (MCP) follow the built-in ones, those the policy allows.
 func (s *Set) Specs() []Spec {
 	out := make([]Spec, len(s.specs))
 	for i, sp := range s.specs {
 		out[i] = Spec{Name: sp.Name, Description: sp.Description, InputSchema: slices.Clone(sp.InputSchema)}
 	}
+	if s.external != nil {
+		for _, sp := range s.external.Specs() {
+			if s.externalAllowed(sp.Name) {
+				out = append(out, sp)
+			}
+		}
+	}
 	return out
+}
+
+// externalAllowed applies tools.allow / tools.deny to an external tool's
+// name: deny wins; an empty allow admits every tool; "<server>__*" stands
+// for every tool of that server.
+func (s *Set) externalAllowed(name string) bool {
+	server, _, ok := configgen.SplitMCPToolName(name)
+	if !ok {
+		return false
+	}
+	match := func(list []string) bool {
+		return slices.Contains(list, name) || slices.Contains(list, server+"__*")
+	}
+	return !match(s.deny) && (len(s.allow) == 0 || match(s.allow))
 }
 
 // Run executes one tool call. input is the model's JSON arguments. ctx is the
@@ -295,6 +336,9 @@ func (s *Set) Run(ctx context.Context, name string, input json.RawMessage) (res 
 		}
 	}()
 	if !slices.Contains(configgen.ToolNames(), name) {
+		if _, _, mcp := configgen.SplitMCPToolName(name); mcp && s.external != nil {
+			return s.runExternal(ctx, name, input)
+		}
 		return failure("unknown_tool", "unknown tool %q; the tools are: %s", name, strings.Join(s.offered(), ", "))
 	}
 	if !s.enabled[name] {
@@ -335,6 +379,19 @@ func (s *Set) Run(ctx context.Context, name string, input json.RawMessage) (res 
 	return failure("unknown_tool", "unknown tool %q", name)
 }
 
+func (s *Set) runExternal(ctx context.Context, name string, input json.RawMessage) Result {
+	if !s.externalAllowed(name) {
+		return failure("not_allowed", "tool %q is not enabled on this Koi (tools.allow / tools.deny)", name)
+	}
+	if s.isClosed() {
+		return failure("closed", "tool %q is unavailable: the gateway is shutting down", name)
+	}
+	if ctx.Err() != nil {
+		return failure("aborted", "tool %q was not run: the run was aborted", name)
+	}
+	return s.external.Call(ctx, name, input)
+}
+
 // Close kills every command still running (background ones and any process
 // group a finished command left behind) and waits for them to exit. Later
 // Run calls are refused. The gateway calls it on shutdown.
@@ -371,8 +428,9 @@ func (s *Set) isClosed() bool {
 }
 
 func (s *Set) offered() []string {
-	names := make([]string, len(s.specs))
-	for i, sp := range s.specs {
+	specs := s.Specs()
+	names := make([]string, len(specs))
+	for i, sp := range specs {
 		names[i] = sp.Name
 	}
 	return names
