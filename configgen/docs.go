@@ -126,6 +126,12 @@ func formatDoc(f format, plain string) string {
 		return "tool name (" + strings.Join(toolNames, ", ") + ")"
 	case fmtCommand:
 		return "binary name or absolute path"
+	case fmtDuration:
+		return "duration (`30m`, `1h`, `1d`)"
+	case fmtClock:
+		return "time of day `HH:MM`"
+	case fmtTimeZone:
+		return "IANA time zone"
 	}
 	return plain
 }

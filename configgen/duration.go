@@ -63,3 +63,31 @@ func ParseDuration(s string) (time.Duration, error) {
 	}
 	return time.Duration(total), nil
 }
+
+// ClockMinutes reads "HH:MM" (00:00 to 24:00) as minutes after midnight.
+func ClockMinutes(s string) (int, bool) {
+	if len(s) != 5 || s[2] != ':' {
+		return 0, false
+	}
+	h, err1 := strconv.Atoi(s[:2])
+	m, err2 := strconv.Atoi(s[3:])
+	if err1 != nil || err2 != nil || h < 0 || m < 0 || m > 59 || h > 24 || h == 24 && m != 0 {
+		return 0, false
+	}
+	return h*60 + m, true
+}
+
+func validClock(s string) bool { _, ok := ClockMinutes(s); return ok }
+
+// LoadTimeZone reads an IANA zone name; names that are paths, or "Local",
+// are refused so a config or a job cannot make the gateway read files.
+func LoadTimeZone(tz string) (*time.Location, error) {
+	if tz == "" || strings.Contains(tz, "..") || strings.HasPrefix(tz, "/") || strings.EqualFold(tz, "local") || len(tz) > 64 {
+		return nil, fmt.Errorf("%q is not an IANA time zone such as Europe/Berlin or UTC", tz)
+	}
+	loc, err := time.LoadLocation(tz)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a known IANA time zone (such as Europe/Berlin or UTC)", tz)
+	}
+	return loc, nil
+}
