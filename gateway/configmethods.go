@@ -227,6 +227,7 @@ func (s *Server) applyConfig(cfg configgen.Config, commit func() error) (map[str
 			s.log.Error("applying the session reset policy", "err", err)
 		}
 	}
+	s.cronReloaded()
 	if nl != nil {
 		s.mu.Lock()
 		olds := s.listeners

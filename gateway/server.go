@@ -23,6 +23,7 @@ import (
 	"github.com/skykoi/skykoi/configgen"
 	"github.com/skykoi/skykoi/gateway/agent"
 	"github.com/skykoi/skykoi/gateway/auth"
+	"github.com/skykoi/skykoi/gateway/cron"
 	"github.com/skykoi/skykoi/gateway/idle"
 	"github.com/skykoi/skykoi/gateway/memory"
 	"github.com/skykoi/skykoi/gateway/protocol"
@@ -158,6 +159,9 @@ type Server struct {
 	skills   *skills.Catalog // the workspace's skills, for the prompt and skills.status
 	memory   *memory.Store
 
+	cron      *cron.Service   // scheduled jobs (cronmethods.go)
+	heartbeat *cron.Heartbeat // agents.defaults.heartbeat
+
 	// live is what a reload swaps: the config and everything derived from it.
 	live atomic.Pointer[liveConfig]
 	// configMu serialises config.set and reloads.
@@ -227,8 +231,14 @@ func New(opts Options) (*Server, error) {
 	if err := s.setupAgent(opts.Config); err != nil {
 		return nil, err
 	}
+	if err := s.setupCron(); err != nil {
+		return nil, err
+	}
 	s.methods = s.coreMethods()
 	for name, m := range s.agentMethods() {
+		s.methods[name] = m
+	}
+	for name, m := range s.cronMethods() {
 		s.methods[name] = m
 	}
 	return s, nil
@@ -306,7 +316,8 @@ func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var bg sync.WaitGroup
-	bg.Add(5)
+	bg.Add(6)
+	go func() { defer bg.Done(); s.runCron(ctx) }()
 	go func() { defer bg.Done(); s.checkModelCredentials(ctx) }()
 	go func() { defer bg.Done(); s.runIdleStop(ctx) }()
 	go func() { defer bg.Done(); s.tickLoop(ctx) }()

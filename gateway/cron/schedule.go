@@ -186,14 +186,9 @@ func loadTZ(tz string) (*time.Location, error) {
 	if tz == "" {
 		return time.Local, nil
 	}
-	// LoadLocation also reads "Local" and file paths relative to the zone
-	// database; only names that look like zones are asked for.
-	if strings.Contains(tz, "..") || strings.HasPrefix(tz, "/") || strings.EqualFold(tz, "local") || len(tz) > 64 {
-		return nil, fmt.Errorf("schedule.tz %q is not an IANA time zone such as Europe/Berlin", tz)
-	}
-	loc, err := time.LoadLocation(tz)
+	loc, err := configgen.LoadTimeZone(tz)
 	if err != nil {
-		return nil, fmt.Errorf("schedule.tz %q is not a known IANA time zone (such as Europe/Berlin or UTC): %w", tz, err)
+		return nil, fmt.Errorf("schedule.tz: %w", err)
 	}
 	return loc, nil
 }

@@ -75,6 +75,19 @@ func startService(t *testing.T, dir string, rec *recorder, events chan<- Event) 
 	}
 	var once sync.Once
 	t.Cleanup(func() { once.Do(stop) })
+	deadline := time.Now().Add(testwait.Patience(t))
+	for {
+		s.mu.Lock()
+		up := s.started
+		s.mu.Unlock()
+		if up {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the service did not start")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	return s, func() { once.Do(stop) }
 }
 
@@ -118,8 +131,8 @@ func TestAddBadInputStoresNothing(t *testing.T) {
 	}{
 		{"bad cron expr", Input{Name: str("a"), Schedule: &Schedule{Kind: "cron", Expr: "61 * * * *"}, Payload: msg("hi")}, "not a cron expression"},
 		{"cron never fires", Input{Name: str("a"), Schedule: &Schedule{Kind: "cron", Expr: "0 0 30 2 *"}, Payload: msg("hi")}, "never fires"},
-		{"unknown tz", Input{Name: str("a"), Schedule: &Schedule{Kind: "cron", Expr: "0 7 * * *", TZ: "Mars/Olympus"}, Payload: msg("hi")}, "not a known IANA time zone"},
-		{"tz path", Input{Name: str("a"), Schedule: &Schedule{Kind: "cron", Expr: "0 7 * * *", TZ: "../../etc/passwd"}, Payload: msg("hi")}, "not an IANA time zone"},
+		{"unknown tz", Input{Name: str("a"), Schedule: &Schedule{Kind: "cron", Expr: "0 7 * * *", TZ: "Mars/Olympus"}, Payload: msg("hi")}, "is not a known IANA time zone"},
+		{"tz path", Input{Name: str("a"), Schedule: &Schedule{Kind: "cron", Expr: "0 7 * * *", TZ: "../../etc/passwd"}, Payload: msg("hi")}, "is not an IANA time zone"},
 		{"tz prefix", Input{Name: str("a"), Schedule: &Schedule{Kind: "cron", Expr: "TZ=UTC 0 7 * * *"}, Payload: msg("hi")}, "TZ= prefix"},
 		{"at in the past", Input{Name: str("a"), Schedule: &Schedule{Kind: "at", At: past}, Payload: msg("hi")}, "in the past"},
 		{"at garbage", Input{Name: str("a"), Schedule: &Schedule{Kind: "at", At: "tomorrowish"}, Payload: msg("hi")}, "neither an ISO time"},
