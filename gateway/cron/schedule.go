@@ -70,7 +70,9 @@ func normalize(s Schedule, now time.Time) (Schedule, error) {
 		if !t.After(now) {
 			return s, fmt.Errorf("schedule.at %s: %w; give a future time or a duration such as 20m", t.UTC().Format(time.RFC3339), ErrPast)
 		}
-		s.At = t.UTC().Format(time.RFC3339Nano)
+		// Whole milliseconds, like nextRunAtMs, so the timer never fires
+		// before the stored instant.
+		s.At = t.UTC().Truncate(time.Millisecond).Format(time.RFC3339Nano)
 		s.TZ, s.EveryMs, s.AnchorMs, s.Expr = "", 0, 0, ""
 	case KindEvery:
 		if s.EveryMs < MinEvery.Milliseconds() {

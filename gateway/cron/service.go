@@ -327,6 +327,9 @@ func (s *Service) startLocked(j *Job, now time.Time, manual bool) (Event, error)
 	next := j.State.NextRunAtMs
 	if !manual {
 		next = s.nextAfter(j, now)
+		if j.Schedule.Kind == KindAt {
+			next = nil // a one-shot that fired is spent, even a hair early
+		}
 	}
 	upd := *j
 	upd.State.RunningAtMs = msPtr(now)
