@@ -110,6 +110,11 @@ type Service struct {
 	timerAt time.Time
 	ctx     context.Context
 	running map[string]string // job id → run id
+	// listCache keeps the last filtered, sorted selection: paging through
+	// 10,000 jobs 200 at a time would otherwise sort them all per page.
+	listKey string
+	listRev uint64
+	listSel []*Job
 	wg      sync.WaitGroup
 	closed  bool
 	started bool
@@ -747,6 +752,33 @@ func (s *Service) List(o ListOptions) (ListPage, error) {
 	q := strings.ToLower(strings.TrimSpace(o.Query))
 	s.mu.Lock()
 	rev := s.rev
+	cacheKey := enabled + "\x00" + q + "\x00" + o.ScheduleKind + "\x00" + o.SortBy + "\x00" + o.SortDir
+	sel := s.listSel
+	if s.listSel == nil || s.listKey != cacheKey || s.listRev != rev {
+		sel = s.selectLocked(enabled, q, o)
+		s.listKey, s.listRev, s.listSel = cacheKey, rev, sel
+	}
+	total := len(sel)
+	limit := o.Limit
+	if limit == 0 {
+		limit = MaxListLimit
+	}
+	off := min(o.Offset, total)
+	end := min(off+limit, total)
+	page := ListPage{Jobs: make([]Job, 0, end-off), SnapshotRevision: "r" + strconv.FormatUint(rev, 10),
+		Total: total, Offset: off, Limit: limit, HasMore: end < total}
+	for _, j := range sel[off:end] {
+		page.Jobs = append(page.Jobs, *j)
+	}
+	s.mu.Unlock()
+	if page.HasMore {
+		page.NextOffset = &end
+	}
+	return page, nil
+}
+
+// selectLocked filters and sorts the jobs for List.
+func (s *Service) selectLocked(enabled, q string, o ListOptions) []*Job {
 	sel := make([]*Job, 0, len(s.jobs))
 	for _, id := range s.order {
 		j := s.jobs[id]
@@ -789,23 +821,7 @@ func (s *Service) List(o ListOptions) (ListPage, error) {
 		}
 		return c
 	})
-	total := len(sel)
-	limit := o.Limit
-	if limit == 0 {
-		limit = MaxListLimit
-	}
-	off := min(o.Offset, total)
-	end := min(off+limit, total)
-	page := ListPage{Jobs: make([]Job, 0, end-off), SnapshotRevision: "r" + strconv.FormatUint(rev, 10),
-		Total: total, Offset: off, Limit: limit, HasMore: end < total}
-	for _, j := range sel[off:end] {
-		page.Jobs = append(page.Jobs, *j)
-	}
-	s.mu.Unlock()
-	if page.HasMore {
-		page.NextOffset = &end
-	}
-	return page, nil
+	return sel
 }
 
 func compareInt(a, b int64) int {
