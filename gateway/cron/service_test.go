@@ -402,3 +402,49 @@ func TestRunNowAndNotFound(t *testing.T) {
 		t.Fatalf("Remove unknown = %v", err)
 	}
 }
+
+// TestCronDisabledKeepsJobs: with cron.enabled false nothing starts on its
+// own and NextDue is empty, but a job can still be run by hand.
+func TestCronDisabledKeepsJobs(t *testing.T) {
+	var on atomic.Bool
+	rec := newRecorder()
+	s, err := Open(Options{Dir: t.TempDir(), Run: rec.run, NewID: testID, Enabled: on.Load})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	j, err := s.Add(Input{Name: str("due"), Schedule: &Schedule{Kind: KindEvery, EveryMs: 1000}, Payload: msg("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.NextDue(); ok {
+		t.Fatal("NextDue while cron is disabled")
+	}
+	deadline := time.Now().Add(testwait.Patience(t))
+	for {
+		s.mu.Lock()
+		up := s.started
+		s.mu.Unlock()
+		if up {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("not started")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if res, err := s.RunNow(j.ID, "force"); err != nil || res["enqueued"] != true {
+		t.Fatalf("a manual run while disabled: %v %v", res, err)
+	}
+	if r := waitRun(t, rec); !r.Manual {
+		t.Fatalf("the run %+v should be the manual one", r)
+	}
+	on.Store(true)
+	s.Rearm()
+	if r := waitRun(t, rec); r.Manual {
+		t.Fatal("after enabling, the schedule should start the job")
+	}
+}
