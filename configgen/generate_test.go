@@ -116,7 +116,9 @@ func koiConfig() configgen.Config {
 			MaxTokens:      8192,
 			TimeoutSeconds: 600,
 			Thinking:       "off",
+			Heartbeat:      configgen.Heartbeat{Every: "30m", ActiveHours: configgen.ActiveHours{Start: "00:00", End: "24:00"}},
 		}},
+		Cron: configgen.Cron{Enabled: true},
 		Tools: configgen.Tools{
 			Exec:  configgen.Exec{Security: "full", Host: "gateway", Allowlist: []string{}, TimeoutSec: 1800},
 			Allow: []string{}, Deny: []string{},

@@ -38,6 +38,9 @@ const (
 	fmtServerName
 	fmtEnvName
 	fmtHeaderName
+	fmtDuration // "30m", "1h30m", "1d" (ParseDuration)
+	fmtClock    // "HH:MM", 00:00 to 24:00
+	fmtTimeZone // IANA zone name
 )
 
 // minSecretLen is the shortest token or password the gateway accepts: 32
@@ -147,6 +150,15 @@ var root = &node{kind: kindObject, fields: []*node{
 			&node{key: "contextTokens", kind: kindInt, min: i64(0), max: i64(2000000), def: int64(0), doc: "the context window the agent keeps a session within, in tokens; `0` = the model's own (200000 for Claude on Bedrock); near 80% of it older turns are compacted into a summary"},
 			&node{key: "timeoutSeconds", kind: kindInt, min: i64(1), max: i64(86400), def: int64(600), doc: "per run"},
 			&node{key: "thinking", kind: kindEnum, enum: []string{"off", "low", "medium", "high"}, def: "off", doc: "extended thinking budget"},
+			obj("heartbeat", "a periodic agent turn that reads `HEARTBEAT.md` in the workspace and stays silent unless it has something to say (see docs/automations.md)",
+				&node{key: "every", kind: kindString, format: fmtDuration, def: "30m", doc: "how often; `0m` turns the heartbeat off. It runs only while `HEARTBEAT.md` has content (more than headings, comments and empty checklist items), so an empty or missing file costs no model call and never wakes a sleeping Koi"},
+				&node{key: "activeHours", kind: kindObject, row: true, doc: "the daily window heartbeats run in; outside it they wait for the window to open", fields: []*node{
+					{key: "start", kind: kindString, format: fmtClock, def: "00:00", doc: "inclusive, local time of the zone"},
+					{key: "end", kind: kindString, format: fmtClock, def: "24:00", doc: "exclusive; `24:00` = end of day; a window may wrap past midnight (22:00 to 06:00)"},
+					{key: "timezone", kind: kindString, format: fmtTimeZone, defDoc: "the Koi's local zone", doc: "IANA zone such as `Europe/Berlin`"},
+				}},
+				&node{key: "prompt", kind: kindString, defDoc: "reads HEARTBEAT.md and answers HEARTBEAT_OK when nothing needs attention", doc: "the heartbeat turn's message, sent verbatim; the contents of `HEARTBEAT.md` follow it"},
+			),
 		),
 	),
 	obj("tools", "the tools the agent may use",
@@ -191,6 +203,9 @@ var root = &node{kind: kindObject, fields: []*node{
 			&node{key: "atHour", kind: kindInt, min: i64(0), max: i64(23), def: int64(4), doc: "local time of the Koi"},
 			&node{key: "idleMinutes", kind: kindInt, min: i64(1), max: i64(365 * dayMinutes), doc: "the idle timeout; with mode `daily` too, whichever expires first; required with mode `idle`"},
 		),
+	),
+	obj("cron", "scheduled jobs (see docs/automations.md)",
+		&node{key: "enabled", kind: kindBool, def: true, doc: "`false`: jobs are kept and `cron.run` still runs one by hand, but none starts on its own (heartbeats neither)"},
 	),
 	obj("models", "model providers",
 		obj("providers", "per-provider settings",

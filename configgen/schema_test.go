@@ -127,6 +127,11 @@ var beyondSpec = map[string]string{
 	"mcp.servers.<name>.headers":             "issue 14",
 	"mcp.servers.<name>.requestTimeoutMs":    "issue 14",
 	"mcp.servers.<name>.connectionTimeoutMs": "issue 14",
+
+	"agents.defaults.heartbeat.every":       "issue 12",
+	"agents.defaults.heartbeat.activeHours": "issue 12",
+	"agents.defaults.heartbeat.prompt":      "issue 12",
+	"cron.enabled":                          "issue 12",
 }
 
 func TestRowsMatchSpec(t *testing.T) {

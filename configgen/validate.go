@@ -609,6 +609,18 @@ func (v *validator) format(n *node, path, s string) {
 		if !envNameRe.MatchString(s) {
 			v.add(path, "must be an environment variable name (letters, digits and _, not starting with a digit), got %s", quote(s))
 		}
+	case fmtDuration:
+		if _, err := ParseDuration(s); err != nil {
+			v.add(path, "must be a duration such as 30m, 1h or 1d: %v", err)
+		}
+	case fmtClock:
+		if !validClock(s) {
+			v.add(path, "must be a time of day HH:MM from 00:00 to 24:00, got %s", quote(s))
+		}
+	case fmtTimeZone:
+		if _, err := LoadTimeZone(s); err != nil {
+			v.add(path, "%v", err)
+		}
 	case fmtCommand:
 		if s == "" || strings.ContainsAny(s, " \t\n\x00") || strings.Contains(s, "/") && !strings.HasPrefix(s, "/") {
 			v.add(path, "must be a binary name or an absolute path, got %s", quote(s))

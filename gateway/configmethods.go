@@ -230,6 +230,8 @@ func (s *Server) applyConfig(cfg configgen.Config, commit func() error) (map[str
 	if s.mcp != nil {
 		s.mcp.Update(cfg.MCP.Servers)
 	}
+
+	s.cronReloaded()
 	if nl != nil {
 		s.mu.Lock()
 		olds := s.listeners

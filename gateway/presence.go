@@ -186,5 +186,6 @@ func eventNames() []string {
 		protocol.EventConnectChallenge, protocol.EventTick, protocol.EventPresence,
 		protocol.EventHealth, protocol.EventShutdown,
 		protocol.EventAgent, protocol.EventChat, protocol.EventSessionsChanged,
+		eventCron,
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/skykoi/skykoi/configgen"
 	"github.com/skykoi/skykoi/gateway/agent"
 	"github.com/skykoi/skykoi/gateway/auth"
+	"github.com/skykoi/skykoi/gateway/cron"
 	"github.com/skykoi/skykoi/gateway/idle"
 	"github.com/skykoi/skykoi/gateway/mcp"
 	"github.com/skykoi/skykoi/gateway/memory"
@@ -95,9 +96,10 @@ type Options struct {
 	IMDSEndpoint, EC2Endpoint string
 	IdleClock                 idle.Clock
 	IdleCheckEvery            time.Duration
-	// NextWake reports the next due job or heartbeat; set, it turns on
-	// the wake schedule before an idle stop (gateway/wake).
-	// SchedulerEndpoint overrides EventBridge Scheduler's address (tests).
+	// NextWake replaces the Server's own NextWake (the next cron job or
+	// heartbeat) as what the wake schedule before an idle stop is planned
+	// from (gateway/wake; tests). SchedulerEndpoint overrides EventBridge
+	// Scheduler's address (tests).
 	NextWake          func() (time.Time, bool)
 	SchedulerEndpoint string
 }
@@ -168,6 +170,9 @@ type Server struct {
 
 	mcp *mcp.Manager // MCP tool servers; started by Run, never awaited for readiness
 
+	cron      *cron.Service   // scheduled jobs (cronmethods.go)
+	heartbeat *cron.Heartbeat // agents.defaults.heartbeat
+
 	// live is what a reload swaps: the config and everything derived from it.
 	live atomic.Pointer[liveConfig]
 	// configMu serialises config.set and reloads.
@@ -237,6 +242,9 @@ func New(opts Options) (*Server, error) {
 	if err := s.setupAgent(opts.Config); err != nil {
 		return nil, err
 	}
+	if err := s.setupCron(); err != nil {
+		return nil, err
+	}
 	s.methods = s.coreMethods()
 	for name, m := range s.agentMethods() {
 		s.methods[name] = m
@@ -246,6 +254,10 @@ func New(opts Options) (*Server, error) {
 		s.methods[name] = m
 	}
 	s.reportUpdate()
+
+	for name, m := range s.cronMethods() {
+		s.methods[name] = m
+	}
 	return s, nil
 }
 
@@ -321,7 +333,8 @@ func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var bg sync.WaitGroup
-	bg.Add(5)
+	bg.Add(6)
+	go func() { defer bg.Done(); s.runCron(ctx) }()
 	go func() { defer bg.Done(); s.checkModelCredentials(ctx) }()
 	go func() { defer bg.Done(); s.runIdleStop(ctx) }()
 	go func() { defer bg.Done(); s.tickLoop(ctx) }()
@@ -474,6 +487,10 @@ func newID() string {
 // which may take a second off EC2, so it runs beside start-up, not in it.
 func (s *Server) runIdleStop(ctx context.Context) {
 	cfg := s.cfg()
+	nextDue := s.opts.NextWake
+	if nextDue == nil {
+		nextDue = s.NextWake
+	}
 	w, err := idle.Setup(ctx, idle.SetupOptions{
 		StopAfter: time.Duration(cfg.Gateway.Idle.StopAfterMinutes) * time.Minute,
 		Activity: func() (int, int) {
@@ -490,7 +507,7 @@ func (s *Server) runIdleStop(ctx context.Context) {
 		Clock:        s.opts.IdleClock,
 		CheckEvery:   s.opts.IdleCheckEvery,
 
-		NextDue:           s.opts.NextWake,
+		NextDue:           nextDue,
 		WakeLead:          time.Duration(cfg.Gateway.Idle.WakeLeadMinutes) * time.Minute,
 		SchedulerEndpoint: s.opts.SchedulerEndpoint,
 	})
