@@ -88,6 +88,8 @@ func typeDoc(n *node) string {
 		return "int"
 	case kindBool:
 		return "bool"
+	case kindNumber:
+		return fmt.Sprintf("number %g–%g", n.fmin, n.fmax)
 	case kindString:
 		return formatDoc(n.format, "string")
 	case kindStrings:
@@ -126,6 +128,8 @@ func formatDoc(f format, plain string) string {
 		return "tool name (" + strings.Join(toolNames, ", ") + ")"
 	case fmtCommand:
 		return "binary name or absolute path"
+	case fmtPrice:
+		return "model price"
 	}
 	return plain
 }

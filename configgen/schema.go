@@ -14,6 +14,7 @@ const (
 	kindBool
 	kindEnum
 	kindStrings // array of strings, each checked by the node's format
+	kindNumber  // a decimal number from fmin to fmax (amounts of money)
 )
 
 // format names an extra check on a string (or on each string of a list).
@@ -32,6 +33,7 @@ const (
 	fmtURL
 	fmtToolName
 	fmtCommand // binary name or absolute path
+	fmtPrice   // a model's prices, see ParsePrice
 )
 
 // minSecretLen is the shortest token or password the gateway accepts: 32
@@ -53,8 +55,10 @@ type node struct {
 	unsupportedWhy string
 	min            *int64
 	max            *int64
-	format         format
-	fields         []*node
+	// fmin and fmax bound a kindNumber.
+	fmin, fmax float64
+	format     format
+	fields     []*node
 	// row marks an object documented as one row of the config table (its
 	// children are listed in the type column rather than as rows of their own).
 	row bool
@@ -164,6 +168,15 @@ var root = &node{kind: kindObject, fields: []*node{
 				&node{key: "endpoint", kind: kindString, format: fmtURL, doc: "for VPC endpoints and tests"},
 			),
 		),
+	),
+	obj("usage", "token usage and spend",
+		obj("budget", "spend caps, in the Koi's local time (as `session.reset.atHour`); `0` = no cap. Checked before every model call (runs, compaction summaries, memory flushes, scheduled runs): at a cap the call is refused and the run ends with an error saying the cap, the spend and when it lifts; a `budget.warning` event goes out at 80%",
+			&node{key: "dailyTokens", kind: kindInt, min: i64(0), max: i64(maxSafeInt), def: int64(0), doc: "tokens per local day (input, output and cache tokens together)"},
+			&node{key: "monthlyTokens", kind: kindInt, min: i64(0), max: i64(maxSafeInt), def: int64(0), doc: "tokens per calendar month"},
+			&node{key: "dailyUsd", kind: kindNumber, fmin: 0, fmax: 1e6, def: int64(0), doc: "estimated US dollars per local day, from `usage.prices` and the built-in price table"},
+			&node{key: "monthlyUsd", kind: kindNumber, fmin: 0, fmax: 1e7, def: int64(0), doc: "estimated US dollars per calendar month"},
+		),
+		&node{key: "prices", kind: kindStrings, format: fmtPrice, defDoc: "none", doc: "price overrides, one per model: `\"<modelId> input=5 output=25 cacheRead=0.5 cacheWrite=6.25 date=2026-12-01\"` (USD per million tokens, and the day the prices were read); they replace the built-in price of that model id"},
 	),
 	obj("logging", "the gateway's log",
 		&node{key: "level", kind: kindEnum, enum: []string{"debug", "info", "warn", "error"}, def: "info", doc: "least severe level written"},
