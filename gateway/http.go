@@ -36,6 +36,8 @@ func (s *Server) routes() http.Handler {
 		// checks reach by whatever name they use, and a rebinding page
 		// reading them learns only that a gateway is up.
 		switch r.URL.Path {
+		case "/metrics":
+			s.serveMetrics(w, r, s.live.Load())
 		case "/healthz":
 			writeJSON(w, http.StatusOK, map[string]any{"ok": true, "status": "live"})
 		case "/readyz":
@@ -101,8 +103,10 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := newConn(s, ws, ip, origin != "", r.UserAgent())
+	s.metrics.ConnOpened()
 	go func() {
 		defer s.connWG.Done()
+		defer s.metrics.ConnClosed()
 		c.run()
 	}()
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/skykoi/skykoi/gateway/budget"
 	"github.com/skykoi/skykoi/gateway/protocol"
 	"github.com/skykoi/skykoi/internal/version"
 )
@@ -186,5 +187,6 @@ func eventNames() []string {
 		protocol.EventConnectChallenge, protocol.EventTick, protocol.EventPresence,
 		protocol.EventHealth, protocol.EventShutdown,
 		protocol.EventAgent, protocol.EventChat, protocol.EventSessionsChanged,
+		budget.EventWarning,
 	}
 }

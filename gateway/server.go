@@ -23,8 +23,10 @@ import (
 	"github.com/skykoi/skykoi/configgen"
 	"github.com/skykoi/skykoi/gateway/agent"
 	"github.com/skykoi/skykoi/gateway/auth"
+	"github.com/skykoi/skykoi/gateway/budget"
 	"github.com/skykoi/skykoi/gateway/idle"
 	"github.com/skykoi/skykoi/gateway/memory"
+	"github.com/skykoi/skykoi/gateway/metrics"
 	"github.com/skykoi/skykoi/gateway/protocol"
 	"github.com/skykoi/skykoi/gateway/session"
 	"github.com/skykoi/skykoi/gateway/skills"
@@ -93,6 +95,9 @@ type Options struct {
 	IMDSEndpoint, EC2Endpoint string
 	IdleClock                 idle.Clock
 	IdleCheckEvery            time.Duration
+	// Location is the Koi's local time, for session resets and the spend
+	// caps' days and months (default time.Local).
+	Location *time.Location
 }
 
 func (o *Options) setDefaults() error {
@@ -139,6 +144,9 @@ func (o *Options) setDefaults() error {
 	if o.MaxBufferedBytes <= 0 {
 		o.MaxBufferedBytes = protocol.MaxBufferedBytes
 	}
+	if o.Location == nil {
+		o.Location = time.Local
+	}
 	if o.Hostname == "" {
 		o.Hostname, _ = os.Hostname()
 	}
@@ -157,6 +165,8 @@ type Server struct {
 	parts    *agentParts
 	skills   *skills.Catalog // the workspace's skills, for the prompt and skills.status
 	memory   *memory.Store
+	budget   *budget.Budget   // spend caps and the spend record
+	metrics  *metrics.Metrics // what /metrics serves
 
 	// live is what a reload swaps: the config and everything derived from it.
 	live atomic.Pointer[liveConfig]
@@ -208,9 +218,10 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		opts:  opts,
-		log:   opts.Logger,
-		conns: map[*conn]struct{}{},
+		opts:    opts,
+		log:     opts.Logger,
+		conns:   map[*conn]struct{}{},
+		metrics: metrics.New(),
 	}
 	lc, err := s.derive(opts.Config)
 	if err != nil {
@@ -229,6 +240,9 @@ func New(opts Options) (*Server, error) {
 	}
 	s.methods = s.coreMethods()
 	for name, m := range s.agentMethods() {
+		s.methods[name] = m
+	}
+	for name, m := range s.budgetMethods() {
 		s.methods[name] = m
 	}
 	return s, nil
