@@ -23,8 +23,23 @@ type Config struct {
 	Session Session `json:"session"`
 	Cron    Cron    `json:"cron"`
 	Models  Models  `json:"models"`
+	Usage   Usage   `json:"usage"`
 	Logging Logging `json:"logging"`
 	MCP     MCP     `json:"mcp"`
+}
+
+// Usage is spend caps and price overrides (issue 15).
+type Usage struct {
+	Budget Budget   `json:"budget"`
+	Prices []string `json:"prices,omitempty"`
+}
+
+// Budget caps; 0 means no cap.
+type Budget struct {
+	DailyTokens   int64   `json:"dailyTokens"`
+	MonthlyTokens int64   `json:"monthlyTokens"`
+	DailyUSD      float64 `json:"dailyUsd"`
+	MonthlyUSD    float64 `json:"monthlyUsd"`
 }
 
 type Gateway struct {

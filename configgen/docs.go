@@ -91,6 +91,8 @@ func typeDoc(n *node) string {
 		return "int"
 	case kindBool:
 		return "bool"
+	case kindNumber:
+		return fmt.Sprintf("number %g–%g", n.fmin, n.fmax)
 	case kindString:
 		return formatDoc(n.format, "string")
 	case kindStrings:
@@ -143,6 +145,9 @@ func formatDoc(f format, plain string) string {
 		return "time of day `HH:MM`"
 	case fmtTimeZone:
 		return "IANA time zone"
+
+	case fmtPrice:
+		return "model price"
 	}
 	return plain
 }

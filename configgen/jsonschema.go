@@ -52,6 +52,7 @@ var formatPatterns = map[format]string{
 	fmtRegion:   regionRe.String(),
 	fmtCommand:  `^(/[^\s]*|[^/\s]+)$`,
 	fmtOrigin:   `^https?://[^/?#\s]+$`,
+	fmtPrice:    `^\S+( [a-zA-Z]+=\S+)+$`,
 }
 
 func schemaFor(n *node, path string) map[string]any {
@@ -98,6 +99,10 @@ func schemaFor(n *node, path string) map[string]any {
 		if n.max != nil {
 			s["maximum"] = *n.max
 		}
+	case kindNumber:
+		s["type"] = "number"
+		s["minimum"] = n.fmin
+		s["maximum"] = n.fmax
 	case kindStrings:
 		s["type"] = "array"
 		item := map[string]any{"type": "string"}

@@ -17,6 +17,8 @@ const (
 	// kindMap is an object whose keys the person chooses (mcp.servers,
 	// env, headers): each key is checked by keyFormat, each value by elem.
 	kindMap
+
+	kindNumber // a decimal number from fmin to fmax (amounts of money)
 )
 
 // format names an extra check on a string (or on each string of a list).
@@ -41,6 +43,8 @@ const (
 	fmtDuration // "30m", "1h30m", "1d" (ParseDuration)
 	fmtClock    // "HH:MM", 00:00 to 24:00
 	fmtTimeZone // IANA zone name
+
+	fmtPrice // a model's prices, see ParsePrice
 )
 
 // minSecretLen is the shortest token or password the gateway accepts: 32
@@ -62,8 +66,10 @@ type node struct {
 	unsupportedWhy string
 	min            *int64
 	max            *int64
-	format         format
-	fields         []*node
+	// fmin and fmax bound a kindNumber.
+	fmin, fmax float64
+	format     format
+	fields     []*node
 	// row marks an object documented as one row of the config table (its
 	// children are listed in the type column rather than as rows of their own).
 	row bool
@@ -214,6 +220,15 @@ var root = &node{kind: kindObject, fields: []*node{
 				&node{key: "endpoint", kind: kindString, format: fmtURL, doc: "for VPC endpoints and tests"},
 			),
 		),
+	),
+	obj("usage", "token usage and spend",
+		obj("budget", "spend caps, in the Koi's local time (as `session.reset.atHour`); `0` = no cap. Checked before every model call (runs, compaction summaries, memory flushes, scheduled runs): at a cap the call is refused and the run ends with an error saying the cap, the spend and when it lifts; a `budget.warning` event goes out at 80%",
+			&node{key: "dailyTokens", kind: kindInt, min: i64(0), max: i64(maxSafeInt), def: int64(0), doc: "tokens per local day (input, output and cache tokens together)"},
+			&node{key: "monthlyTokens", kind: kindInt, min: i64(0), max: i64(maxSafeInt), def: int64(0), doc: "tokens per calendar month"},
+			&node{key: "dailyUsd", kind: kindNumber, fmin: 0, fmax: 1e6, def: int64(0), doc: "estimated US dollars per local day, from `usage.prices` and the built-in price table"},
+			&node{key: "monthlyUsd", kind: kindNumber, fmin: 0, fmax: 1e7, def: int64(0), doc: "estimated US dollars per calendar month"},
+		),
+		&node{key: "prices", kind: kindStrings, format: fmtPrice, defDoc: "none", doc: "price overrides, one per model: `\"<modelId> input=5 output=25 cacheRead=0.5 cacheWrite=6.25 date=2026-12-01\"` (USD per million tokens, and the day the prices were read); they replace the built-in price of that model id"},
 	),
 	obj("logging", "the gateway's log",
 		&node{key: "level", kind: kindEnum, enum: []string{"debug", "info", "warn", "error"}, def: "info", doc: "least severe level written"},

@@ -132,6 +132,12 @@ var beyondSpec = map[string]string{
 	"agents.defaults.heartbeat.activeHours": "issue 12",
 	"agents.defaults.heartbeat.prompt":      "issue 12",
 	"cron.enabled":                          "issue 12",
+
+	"usage.budget.dailyTokens":   "issue 15",
+	"usage.budget.monthlyTokens": "issue 15",
+	"usage.budget.dailyUsd":      "issue 15",
+	"usage.budget.monthlyUsd":    "issue 15",
+	"usage.prices":               "issue 15",
 }
 
 func TestRowsMatchSpec(t *testing.T) {

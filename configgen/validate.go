@@ -353,6 +353,12 @@ func (v *validator) value(n *node, path string, x any) any {
 			v.add(path, "must be %s, got %s", want, v.got(n, x))
 		}
 		return i
+	case kindNumber:
+		f, ok := asNumber(x)
+		if !ok || f < n.fmin || f > n.fmax {
+			v.add(path, "must be a number from %g to %g, got %s", n.fmin, n.fmax, v.got(n, x))
+		}
+		return f
 	case kindStrings:
 		list, ok := x.([]any)
 		if !ok {
@@ -621,6 +627,10 @@ func (v *validator) format(n *node, path, s string) {
 		if _, err := LoadTimeZone(s); err != nil {
 			v.add(path, "%v", err)
 		}
+	case fmtPrice:
+		if _, err := ParsePrice(s); err != nil {
+			v.add(path, "%v", err)
+		}
 	case fmtCommand:
 		if s == "" || strings.ContainsAny(s, " \t\n\x00") || strings.Contains(s, "/") && !strings.HasPrefix(s, "/") {
 			v.add(path, "must be a binary name or an absolute path, got %s", quote(s))
@@ -800,6 +810,19 @@ func asInt(x any) (int64, bool) {
 		return 0, false
 	}
 	return int64(f), true
+}
+
+// asNumber reads a finite decimal number (NaN and Infinity are not).
+func asNumber(x any) (float64, bool) {
+	n, ok := x.(json5.Number)
+	if !ok {
+		return 0, false
+	}
+	if i, ok := asInt(x); ok {
+		return float64(i), true
+	}
+	f, err := strconv.ParseFloat(string(n), 64)
+	return f, err == nil && !math.IsInf(f, 0) && !math.IsNaN(f)
 }
 
 // aboveSafe reports whether x is a number above maxSafeInt, including ones

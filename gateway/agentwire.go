@@ -12,6 +12,7 @@ import (
 	"github.com/skykoi/skykoi/configgen"
 	"github.com/skykoi/skykoi/gateway/agent"
 	"github.com/skykoi/skykoi/gateway/bedrock"
+	"github.com/skykoi/skykoi/gateway/budget"
 	"github.com/skykoi/skykoi/gateway/mcp"
 	"github.com/skykoi/skykoi/gateway/memory"
 	"github.com/skykoi/skykoi/gateway/protocol"
@@ -35,15 +36,22 @@ type agentParts struct {
 // gateway without them still starts and says why when a run needs them.
 func (s *Server) setupAgent(cfg configgen.Config) error {
 	store, err := session.Open(session.Options{
-		Dir:    filepath.Join(s.opts.StateDir, "sessions"),
-		Reset:  cfg.Session.Reset,
-		Now:    s.opts.Now,
-		Logger: s.log.With("component", "sessions"),
+		Dir:      filepath.Join(s.opts.StateDir, "sessions"),
+		Reset:    cfg.Session.Reset,
+		Now:      s.opts.Now,
+		Location: s.opts.Location,
+		Logger:   s.log.With("component", "sessions"),
 	})
 	if err != nil {
 		return fmt.Errorf("opening the session store: %w", err)
 	}
 	s.sessions = store
+	s.budget, err = budget.Open(budget.Options{StateDir: s.opts.StateDir, Location: s.opts.Location, Now: s.opts.Now,
+		Config: s.cfg, Logger: s.log.With("component", "budget"),
+		Emit: func(event string, payload any) { s.emitAgentEvent(event, payload, false) }})
+	if err != nil {
+		return fmt.Errorf("opening the spend record: %w", err)
+	}
 	// Memory files live in the workspace; their index in the state
 	// directory, beside the transcripts it also covers.
 	s.memory = memory.New(memory.Options{
@@ -66,8 +74,14 @@ func (s *Server) setupAgent(cfg configgen.Config) error {
 		return err
 	}
 	s.runtime = agent.New(agent.Options{
-		Sessions:  store,
-		ToolsFor:  func(sec string) (agent.Tools, error) { return s.toolSet(sec) },
+		Sessions: store,
+		ToolsFor: func(sec string) (agent.Tools, error) {
+			set, err := s.toolSet(sec)
+			if err != nil {
+				return nil, err
+			}
+			return meteredTools{Tools: set, m: s.metrics}, nil
+		},
 		Model:     modelOf{s},
 		Config:    s.cfg,
 		Emit:      s.emitAgentEvent,
@@ -84,6 +98,8 @@ func (s *Server) setupAgent(cfg configgen.Config) error {
 		// skills catalog caches, so a run pays a few reads and stat calls.
 		PromptSections: func(ws string) string { return s.memory.PromptSection() + s.skills.Prompt(ws) },
 		MemoryNote:     s.memory.Today,
+		Meter:          meter{s},
+		OnRunStatus:    s.metrics.RunEnded,
 	})
 	return nil
 }

@@ -175,6 +175,7 @@ func (c *conn) sendErrorPayload(id string, payload any, e *protocol.Error) {
 func (c *conn) enqueueOrClose(b []byte) {
 	if !c.enqueue(b) {
 		c.s.log.Warn("slow consumer: closing", "conn", c.id, "ip", c.ip, "frame", "res")
+		c.s.metrics.SlowConsumerClosed()
 		c.closeWith(protocol.ClosePolicyViolation, "slow consumer", false)
 	}
 }
@@ -196,6 +197,7 @@ func (c *conn) sendEvent(name string, payload json.RawMessage, sv *protocol.Stat
 			return
 		}
 		c.s.log.Warn("slow consumer: closing", "conn", c.id, "ip", c.ip, "event", name)
+		c.s.metrics.SlowConsumerClosed()
 		c.closeWith(protocol.ClosePolicyViolation, "slow consumer", false)
 		return
 	}
@@ -396,6 +398,7 @@ func (c *conn) dispatch(req *protocol.Request) {
 		switch {
 		case call.answered:
 		case perr != nil:
+			c.s.metrics.Error("request", perr.Code)
 			c.sendError(req.ID, perr)
 		default:
 			c.sendRes(req.ID, payload)

@@ -72,7 +72,6 @@ func TestCronJobRunsAndAnnounces(t *testing.T) {
 
 const protocolChat = "chat"
 
-
 // TestCronBadInputOverWire: bad input is a specific INVALID_REQUEST and
 // nothing is stored; read-scope clients cannot add.
 func TestCronBadInputOverWire(t *testing.T) {

@@ -41,6 +41,8 @@ func (s *Server) routes() http.Handler {
 			return
 		}
 		switch r.URL.Path {
+		case "/metrics":
+			s.serveMetrics(w, r, s.live.Load())
 		case "/healthz":
 			writeJSON(w, http.StatusOK, map[string]any{"ok": true, "status": "live"})
 		case "/readyz":
@@ -106,8 +108,10 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := newConn(s, ws, ip, origin != "", r.UserAgent())
+	s.metrics.ConnOpened()
 	go func() {
 		defer s.connWG.Done()
+		defer s.metrics.ConnClosed()
 		c.run()
 	}()
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/skykoi/skykoi/gateway/budget"
 	"github.com/skykoi/skykoi/gateway/protocol"
 	"github.com/skykoi/skykoi/internal/version"
 )
@@ -187,5 +188,7 @@ func eventNames() []string {
 		protocol.EventHealth, protocol.EventShutdown,
 		protocol.EventAgent, protocol.EventChat, protocol.EventSessionsChanged,
 		eventCron,
+
+		budget.EventWarning,
 	}
 }

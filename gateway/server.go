@@ -23,10 +23,12 @@ import (
 	"github.com/skykoi/skykoi/configgen"
 	"github.com/skykoi/skykoi/gateway/agent"
 	"github.com/skykoi/skykoi/gateway/auth"
+	"github.com/skykoi/skykoi/gateway/budget"
 	"github.com/skykoi/skykoi/gateway/cron"
 	"github.com/skykoi/skykoi/gateway/idle"
 	"github.com/skykoi/skykoi/gateway/mcp"
 	"github.com/skykoi/skykoi/gateway/memory"
+	"github.com/skykoi/skykoi/gateway/metrics"
 	"github.com/skykoi/skykoi/gateway/protocol"
 	"github.com/skykoi/skykoi/gateway/session"
 	"github.com/skykoi/skykoi/gateway/skills"
@@ -102,6 +104,10 @@ type Options struct {
 	// Scheduler's address (tests).
 	NextWake          func() (time.Time, bool)
 	SchedulerEndpoint string
+
+	// Location is the Koi's local time, for session resets and the spend
+	// caps' days and months (default time.Local).
+	Location *time.Location
 }
 
 func (o *Options) setDefaults() error {
@@ -148,6 +154,9 @@ func (o *Options) setDefaults() error {
 	if o.MaxBufferedBytes <= 0 {
 		o.MaxBufferedBytes = protocol.MaxBufferedBytes
 	}
+	if o.Location == nil {
+		o.Location = time.Local
+	}
 	if o.Hostname == "" {
 		o.Hostname, _ = os.Hostname()
 	}
@@ -172,6 +181,9 @@ type Server struct {
 
 	cron      *cron.Service   // scheduled jobs (cronmethods.go)
 	heartbeat *cron.Heartbeat // agents.defaults.heartbeat
+
+	budget  *budget.Budget   // spend caps and the spend record
+	metrics *metrics.Metrics // what /metrics serves
 
 	// live is what a reload swaps: the config and everything derived from it.
 	live atomic.Pointer[liveConfig]
@@ -223,9 +235,10 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		opts:  opts,
-		log:   opts.Logger,
-		conns: map[*conn]struct{}{},
+		opts:    opts,
+		log:     opts.Logger,
+		conns:   map[*conn]struct{}{},
+		metrics: metrics.New(),
 	}
 	lc, err := s.derive(opts.Config)
 	if err != nil {
@@ -256,6 +269,9 @@ func New(opts Options) (*Server, error) {
 	s.reportUpdate()
 
 	for name, m := range s.cronMethods() {
+		s.methods[name] = m
+	}
+	for name, m := range s.budgetMethods() {
 		s.methods[name] = m
 	}
 	return s, nil

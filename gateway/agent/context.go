@@ -190,6 +190,8 @@ type compactor struct {
 	models  []string
 	window  int
 	onUsage func(bedrock.Usage)
+	// sessionID is the session the spend is counted to.
+	sessionID string
 }
 
 // compact summarises key's context up to the recent turns that fit
@@ -205,7 +207,7 @@ func (c compactor) compact(ctx context.Context, tokensBefore int) (compactResult
 		return compactResult{}, nil, nil, errNothingToCompact
 	}
 	source := summarySource(cur.Compaction, cur.Messages[:cut], c.window*bytesPerToken*summarySourcePercent/100)
-	resp, err := c.rt.opts.Model.Stream(ctx, bedrock.Request{Models: c.models,
+	resp, err := c.rt.stream(ctx, CallInfo{SessionKey: c.key, SessionID: c.sessionID, Purpose: PurposeCompaction}, bedrock.Request{Models: c.models,
 		System:    []bedrock.SystemBlock{{Text: summaryPrompt}},
 		Messages:  []bedrock.Message{{Role: bedrock.RoleUser, Content: []bedrock.Block{{Type: bedrock.BlockText, Text: source}}}},
 		MaxTokens: summaryMaxTokens}, func(bedrock.Event) {})
@@ -319,7 +321,7 @@ func (l *loop) compactNow(reason string, tokensBefore int, willRetry bool) error
 			l.rt.log.Warn("memory flush before the compaction failed; compacting anyway", "run", l.run.ID, "err", err)
 		}
 	}
-	c := compactor{rt: l.rt, key: l.run.SessionKey, models: l.modelRefs(), window: l.window(), onUsage: l.addUsage}
+	c := compactor{rt: l.rt, key: l.run.SessionKey, models: l.modelRefs(), window: l.window(), onUsage: l.addUsage, sessionID: l.em.sessionID}
 	res, entry, kept, err := c.compact(l.ctx, tokensBefore)
 	if err != nil {
 		l.em.compaction(map[string]any{"phase": "end", "reason": reason, "ok": false, "error": err.Error(), "willRetry": false})

@@ -93,7 +93,7 @@ func (r *Runtime) FlushMemory(ctx context.Context, key string) error {
 			return fmt.Errorf("memory flush for %s: stopped after %d model calls: the context window is full", key, step)
 		}
 		req := bedrock.Request{Models: refs, System: system, Messages: msgs, Tools: specs, MaxTokens: cfg.Agents.Defaults.MaxTokens}
-		resp, err := r.opts.Model.Stream(ctx, req, func(bedrock.Event) {})
+		resp, err := r.stream(ctx, CallInfo{SessionKey: key, SessionID: entry.SessionID, Purpose: PurposeFlush}, req, func(bedrock.Event) {})
 		if err != nil {
 			return fmt.Errorf("memory flush for %s: %w", key, err)
 		}

@@ -345,6 +345,10 @@ func (l *loop) addText(d string) {
 
 func (l *loop) modelRefs() []string { return modelRefs(l.cfg, l.sessionModel) }
 
+func (l *loop) callInfo(purpose string) CallInfo {
+	return CallInfo{SessionKey: l.run.SessionKey, SessionID: l.em.sessionID, Purpose: purpose}
+}
+
 // modelRefs is the config's models with the session's own choice, if it
 // has one, tried first.
 func modelRefs(cfg configgen.Config, sessionModel string) []string {
@@ -416,7 +420,7 @@ func (l *loop) runSteps() {
 		}
 		req := bedrock.Request{Models: l.modelRefs(), System: system, Messages: l.msgs, Tools: toolSpecs,
 			MaxTokens: l.cfg.Agents.Defaults.MaxTokens, Thinking: thinking, CacheMessagesUpTo: len(l.msgs) - 1}
-		resp, err := rt.opts.Model.Stream(l.ctx, req, func(ev bedrock.Event) {
+		resp, err := rt.stream(l.ctx, l.callInfo(PurposeRun), req, func(ev bedrock.Event) {
 			switch ev := ev.(type) {
 			case bedrock.TextDelta:
 				text := ev.Text

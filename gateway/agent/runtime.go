@@ -105,6 +105,12 @@ type Options struct {
 	// FlushMemory) and names the daily note it writes to
 	// ("memory/YYYY-MM-DD.md").
 	MemoryNote func() string
+	// Meter, when set, is asked before and told after every model call
+	// (spend caps, metrics); see Meter.
+	Meter Meter
+	// OnRunStatus, when set, is called once per run with its terminal
+	// status (StatusOK, StatusError, StatusAborted, StatusTimeout).
+	OnRunStatus func(status string)
 }
 
 // Runtime owns every run.
@@ -394,6 +400,9 @@ func (r *Runtime) finish(run *Run, res Result) {
 	r.mu.Unlock()
 	if r.opts.OnRunEnd != nil {
 		r.opts.OnRunEnd()
+	}
+	if r.opts.OnRunStatus != nil {
+		r.opts.OnRunStatus(res.Status)
 	}
 	r.active.Done()
 }
