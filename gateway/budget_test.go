@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	"github.com/skykoi/skykoi/gateway/bedrock/bedrocktest"
 	"github.com/skykoi/skykoi/gateway/budget"
+	"github.com/skykoi/skykoi/gateway/cron"
 	"github.com/skykoi/skykoi/gateway/session"
 )
 
@@ -263,5 +264,50 @@ func TestMetricsEndpoint(t *testing.T) {
 		if resp.StatusCode == http.StatusOK || strings.Contains(string(b), "skykoi_") {
 			t.Errorf("%s: %d, served the metrics: %.200s", tc.name, resp.StatusCode, b)
 		}
+	}
+}
+
+// TestCronRunsCountTowardTheCap: a scheduled run spends from the same caps
+// as a chat turn, and once the cap is reached the next scheduled run fails
+// before any model call, with the cap's message in its run history.
+func TestCronRunsCountTowardTheCap(t *testing.T) {
+	ts, fake := agentServer(t, withConfig("usage.budget.dailyTokens", 1000), withConfig("session.reset.mode", "off"))
+	c, _ := dialConnected(t, ts, asAdmin)
+	res := c.call("cron.add", map[string]any{"name": "hourly", "schedule": map[string]any{"kind": "every", "everyMs": 3600000},
+		"payload": map[string]any{"kind": "agentTurn", "message": "look at the log"}})
+	if !res.OK {
+		t.Fatalf("cron.add: %+v", res.Error)
+	}
+	job := unmarshal[cron.Job](t, res.Payload)
+	runs := func() cron.RunsPage {
+		r := c.call("cron.runs", map[string]any{"id": job.ID})
+		if !r.OK {
+			t.Fatalf("cron.runs: %+v", r.Error)
+		}
+		return unmarshal[cron.RunsPage](t, r.Payload)
+	}
+	runOnce := func(n int) cron.RunEntry {
+		if r := c.call("cron.run", map[string]any{"id": job.ID, "mode": "force"}); !r.OK {
+			t.Fatalf("cron.run: %+v", r.Error)
+		}
+		waitFor(t, "the scheduled run's end", func() bool { return runs().Total == n })
+		return runs().Entries[0]
+	}
+
+	fake.Enqueue("*", bedrocktest.Reply{bedrocktest.Text("all quiet"), bedrocktest.Usage(900, 200, 0, 0)})
+	if e := runOnce(1); e.Status != cron.StatusOK {
+		t.Fatalf("first scheduled run: %+v", e)
+	}
+	fake.Enqueue("*", bedrocktest.Reply{bedrocktest.Text("never sent"), bedrocktest.Usage(1, 1, 0, 0)})
+	e := runOnce(2)
+	if e.Status != cron.StatusError || !strings.Contains(e.Error, "usage.budget.dailyTokens") {
+		t.Fatalf("scheduled run past the cap: %+v, want an error naming usage.budget.dailyTokens", e)
+	}
+	if n := len(fake.Requests()); n != 1 {
+		t.Fatalf("the model got %d requests, want 1 (the run past the cap must not call it)", n)
+	}
+	cost := c.call("usage.cost", map[string]any{"days": 1})
+	if !strings.Contains(string(cost.Payload), `"key":"agent:main:cron:`+job.ID+`"`) {
+		t.Errorf("usage.cost has no entry for the job's session: %s", cost.Payload)
 	}
 }
