@@ -27,6 +27,10 @@ func BenchmarkCron10k(b *testing.B) {
 			if !r.OK {
 				b.Fatalf("cron.add: %+v", r.Error)
 			}
+			// The harness keeps the frames a call passes over (here each
+			// add's cron event) and re-reads them on the next call; 10,000
+			// kept events would make the client, not the gateway, the cost.
+			c.skipped = nil
 		}
 		lists := make([]time.Duration, 0, 500)
 		for n := 0; n < 500; n++ {
@@ -36,6 +40,7 @@ func BenchmarkCron10k(b *testing.B) {
 			if !r.OK {
 				b.Fatalf("cron.list: %+v", r.Error)
 			}
+			c.skipped = nil
 		}
 		b.ReportMetric(float64(p99(adds).Microseconds())/1000, "add-p99-ms")
 		b.ReportMetric(float64(p99(lists).Microseconds())/1000, "list-p99-ms")

@@ -248,6 +248,17 @@ func (s *Service) armLocked() {
 	s.timer = time.AfterFunc(d, s.fire)
 }
 
+// armForLocked re-arms for a job just added: when the timer already points
+// at or before its next run, the earliest due time cannot have changed, and
+// with 10,000 jobs the full scan of armLocked would be most of an add.
+func (s *Service) armForLocked(j *Job) {
+	if s.started && !s.closed && s.timer != nil && s.opts.Enabled() &&
+		(!j.Enabled || j.State.NextRunAtMs == nil || !time.UnixMilli(*j.State.NextRunAtMs).Before(s.timerAt)) {
+		return
+	}
+	s.armLocked()
+}
+
 // NextDue is the earliest next run of any enabled job that is not running,
 // false when there is none or cron is disabled. The wake planner uses it to
 // decide when to start a stopped Koi.
@@ -548,7 +559,7 @@ func (s *Service) Add(in Input) (Job, error) {
 	s.sched[j.ID] = c
 	s.rev++
 	s.maybeCompactLocked()
-	s.armLocked()
+	s.armForLocked(j)
 	out := *j
 	s.mu.Unlock()
 	s.opts.Emit(Event{JobID: out.ID, Action: ActionAdded, Job: &out, NextRunAtMs: out.State.NextRunAtMs})
