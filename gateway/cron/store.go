@@ -67,11 +67,14 @@ type snapshot struct {
 	Runs    []*RunEntry `json:"runs"`
 }
 
-// store owns the files; the service serialises calls to it.
+// store owns the files; the service serialises calls to it. The journal is
+// opened for each append and closed after it, as the session transcripts
+// are: a write descriptor held for the gateway's life would keep the data
+// volume from being remounted read-only when its disk fails.
 type store struct {
 	dir     string
-	journal *os.File
-	lines   int // journal lines since the last compaction
+	journal string // its path
+	lines   int    // journal lines since the last compaction
 }
 
 // loaded is what openStore read back.
@@ -128,7 +131,8 @@ func openStore(dir string) (*store, *loaded, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening the cron journal: %w", err)
 	}
-	s := &store{dir: dir, journal: f}
+	defer f.Close()
+	s := &store{dir: dir, journal: jpath}
 	good, lines, dropped, err := replay(f, func(rec record) {
 		switch rec.Op {
 		case "put":
@@ -148,18 +152,15 @@ func openStore(dir string) (*store, *loaded, error) {
 		}
 	})
 	if err != nil {
-		f.Close()
 		return nil, nil, err
 	}
 	l.dropped = dropped
 	// Cut a torn tail so the next append starts on a line of its own.
 	if err := f.Truncate(good); err != nil {
-		f.Close()
 		return nil, nil, fmt.Errorf("trimming the cron journal: %w", err)
 	}
-	if _, err := f.Seek(good, io.SeekStart); err != nil {
-		f.Close()
-		return nil, nil, fmt.Errorf("seeking the cron journal: %w", err)
+	if err := f.Sync(); err != nil {
+		return nil, nil, fmt.Errorf("syncing the trimmed cron journal: %w", err)
 	}
 	s.lines = lines
 	for id, rs := range l.runs {
@@ -207,11 +208,19 @@ func (s *store) append(rec record) error {
 		return fmt.Errorf("encoding a cron journal record: %w", err)
 	}
 	b = append(b, '\n')
-	if _, err := s.journal.Write(b); err != nil {
-		return fmt.Errorf("writing the cron journal: %w", err)
+	f, err := os.OpenFile(s.journal, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("opening the cron journal: %w", err)
 	}
-	if err := s.journal.Sync(); err != nil {
-		return fmt.Errorf("syncing the cron journal: %w", err)
+	_, werr := f.Write(b)
+	if werr == nil {
+		werr = f.Sync()
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return fmt.Errorf("writing the cron journal: %w", werr)
 	}
 	s.lines++
 	return nil
@@ -233,20 +242,22 @@ func (s *store) compact(jobs []*Job, runs []*RunEntry) error {
 	}
 	// The snapshot now holds everything; a crash before the truncate only
 	// replays records the snapshot already has, which load tolerates.
-	if err := s.journal.Truncate(0); err != nil {
+	f, err := os.OpenFile(s.journal, os.O_WRONLY|os.O_TRUNC|os.O_CREATE, 0o600)
+	if err != nil {
 		return fmt.Errorf("emptying the cron journal: %w", err)
 	}
-	if _, err := s.journal.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("seeking the cron journal: %w", err)
+	serr := f.Sync()
+	if cerr := f.Close(); serr == nil {
+		serr = cerr
 	}
-	if err := s.journal.Sync(); err != nil {
-		return fmt.Errorf("syncing the cron journal: %w", err)
+	if serr != nil {
+		return fmt.Errorf("syncing the emptied cron journal: %w", serr)
 	}
 	s.lines = 0
 	return nil
 }
 
-func (s *store) close() error { return s.journal.Close() }
+func (s *store) close() error { return nil }
 
 // nowMs is a helper for optional millisecond fields.
 func msPtr(t time.Time) *int64 {
