@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -33,9 +34,9 @@ var logGroupRe = regexp.MustCompile(`^[A-Za-z0-9_./#-]{1,512}$`)
 // cloudwatchLogs key is on (see internal/logship).
 func newGatewayShipLogsCmd() *cobra.Command {
 	var (
-		group, stream, region, endpoint, journalctl string
-		units                                       []string
-		flushEvery                                  time.Duration
+		group, stream, region, endpoint string
+		units                           []string
+		flushEvery                      time.Duration
 	)
 	c := &cobra.Command{
 		Use:   "ship-logs",
@@ -62,7 +63,7 @@ func newGatewayShipLogsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return shipJournal(c.Context(), c, journalctl, units, logship.Options{
+			return shipJournal(c.Context(), c, units, logship.Options{
 				Client: cl, Group: group, Stream: stream, FlushEvery: flushEvery,
 			})
 		},
@@ -72,11 +73,9 @@ func newGatewayShipLogsCmd() *cobra.Command {
 	f.StringVar(&stream, "stream", "", "the log stream (default <hostname>/<boot id>: one stream per boot)")
 	f.StringVar(&region, "region", "", "AWS region of the group (default: the AWS configuration's)")
 	f.StringSliceVar(&units, "unit", shipLogsUnits, "systemd units whose journal ships (repeat the flag)")
-	f.StringVar(&journalctl, "journalctl", "journalctl", "the journalctl program")
 	f.DurationVar(&flushEvery, "flush-every", 5*time.Second, "longest an entry waits for its batch")
 	f.StringVar(&endpoint, "endpoint", "", "CloudWatch Logs endpoint URL (for tests)")
 	_ = f.MarkHidden("endpoint")
-	_ = f.MarkHidden("journalctl")
 	return c
 }
 
@@ -116,7 +115,7 @@ func logsClient(ctx context.Context, region, endpoint string) (*cloudwatchlogs.C
 
 // shipJournal runs journalctl and ships what it prints until ctx ends
 // (SIGTERM: flush, stop journalctl, exit 0) or journalctl stops.
-func shipJournal(ctx context.Context, c *cobra.Command, journalctl string, units []string, o logship.Options) error {
+func shipJournal(ctx context.Context, c *cobra.Command, units []string, o logship.Options) error {
 	// This boot, from its start: the gateway's first lines come before the
 	// shipper runs. A restart of the shipper sends the boot again, which
 	// duplicates rather than loses.
@@ -126,15 +125,17 @@ func shipJournal(ctx context.Context, c *cobra.Command, journalctl string, units
 	}
 	jctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()
-	cmd := exec.CommandContext(jctx, journalctl, args...)
+	cmd := exec.CommandContext(jctx, "journalctl", args...)
 	cmd.Stderr = c.ErrOrStderr()
+	// journalctl ends cleanly on SIGTERM; SIGKILL only if it will not.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return fmt.Errorf("connecting to journalctl: %w", err)
 	}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s (is systemd's journalctl installed?): %w", journalctl, err)
+		return fmt.Errorf("starting journalctl (is systemd's journalctl on PATH?): %w", err)
 	}
 	skipped, shipErr := logship.Ship(ctx, o, out)
 	if shipErr != nil || ctx.Err() != nil {

@@ -148,12 +148,17 @@ func TestShipLogsFailures(t *testing.T) {
 		{"journalctl ends", "/skykoi/koi-test", 0, false, "stopped following the journal", 1},
 		{"no such group", "/skykoi/other", 0, true, "is skykoi:cloudwatchLogs on", 0},
 		{"bad group name", "skykoi koi", 0, true, "--group: want a CloudWatch Logs group name", 0},
+		{"no journalctl", "/skykoi/koi-test", -1, true, "starting journalctl", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			logs := ec2test.NewLogs()
 			t.Cleanup(logs.Close)
 			logs.AddGroup("/skykoi/koi-test")
-			fakeJournalctl(t, []string{line}, tc.follow, tc.exit)
+			if tc.exit < 0 {
+				t.Setenv("PATH", t.TempDir())
+			} else {
+				fakeJournalctl(t, []string{line}, tc.follow, tc.exit)
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), patience(t))
 			defer cancel()
 			code, out := runShipLogs(ctx, logs, "--group", tc.group)
