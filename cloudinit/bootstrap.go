@@ -29,6 +29,11 @@ func bootstrapScript(o Options, gatewayPort int) []byte {
 	set("S3_ENDPOINT", a.S3Endpoint)
 	set("METADATA_URL", o.MetadataEndpoint)
 	set("TLS_DIR", o.TLSDir)
+	logs := ""
+	if o.Logs.On() {
+		logs = LogsUnitName
+	}
+	set("LOGS_UNIT", logs)
 	fmt.Fprintf(&s, "readonly GATEWAY_PORT=%d\n", gatewayPort)
 	return []byte(strings.Replace(bootstrapSource, settingsMarker, s.String(), 1))
 }

@@ -437,13 +437,18 @@ start_services() {
 	rm -f -- "$ROOT/etc/nginx/sites-enabled/default"
 	nginx -t -q || fail "nginx rejected its configuration"
 	systemctl daemon-reload
-	enable_units nginx.service skykoi-gateway.service skykoi-console.service skykoi-update.path
+	enable_units nginx.service skykoi-gateway.service skykoi-console.service skykoi-update.path ${LOGS_UNIT:+"$LOGS_UNIT"}
 	systemctl restart nginx.service || fail "nginx did not start; see journalctl -u nginx"
 	systemctl restart skykoi-gateway.service ||
 		fail "the gateway did not start; see journalctl -u skykoi-gateway"
 	# In-place updates (update.run) wait for this; the gateway runs without.
 	systemctl start skykoi-update.path ||
 		log "could not start skykoi-update.path; update.run requests will wait for the next boot"
+	# Journal shipping (cloudwatchLogs) is an extra: the Koi serves without.
+	if [[ -n $LOGS_UNIT ]]; then
+		systemctl restart "$LOGS_UNIT" ||
+			log "could not start $LOGS_UNIT; see journalctl -u $LOGS_UNIT"
+	fi
 }
 
 ready_try() {

@@ -29,6 +29,9 @@ func cloudConfig(o Options, p Parts) ([]byte, error) {
 		{path: updateServicePath, perm: "0644", content: p.UpdateService},
 		{path: bootstrapBin, perm: "0755", content: p.Bootstrap},
 	}
+	if p.LogsUnit != nil {
+		files = append(files, writeFile{path: logsUnitPath, perm: "0644", content: p.LogsUnit})
+	}
 	for _, name := range sortedKeys(p.Seeds) {
 		files = append(files, writeFile{path: seedDir + "/" + name, perm: "0644", content: p.Seeds[name]})
 	}

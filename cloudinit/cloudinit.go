@@ -110,6 +110,8 @@ type Options struct {
 	// BinaryPath is where the gateway binary is installed and what the unit
 	// runs.
 	BinaryPath string
+	// Logs ships the journal to CloudWatch Logs when set; off by default.
+	Logs Logs
 
 	// Gzip compresses the user-data even when it fits uncompressed.
 	Gzip bool
@@ -127,7 +129,9 @@ type Parts struct {
 	// UpdatePath and UpdateService are the in-place update's supervisor.
 	UpdatePath    []byte
 	UpdateService []byte
-	Bootstrap     []byte
+	// LogsUnit is skykoi-logs.service, nil unless Options.Logs is on.
+	LogsUnit  []byte
+	Bootstrap []byte
 	// Seeds are the workspace seed files by name.
 	Seeds map[string][]byte
 }
@@ -239,6 +243,7 @@ func (o Options) Validate() error {
 	if len(o.Config) == 0 && o.ConfigOptions.Workspace != "" && o.ConfigOptions.Workspace != Workspace {
 		bad("ConfigOptions.Workspace: a Koi's workspace is %s, got %q", Workspace, o.ConfigOptions.Workspace)
 	}
+	errs = append(errs, o.Logs.problems()...)
 	return errors.Join(errs...)
 }
 
@@ -338,6 +343,9 @@ func RenderParts(o Options) (Parts, error) {
 		return Parts{}, err
 	}
 	if p.UpdatePath, p.UpdateService, err = updateUnits(o, port); err != nil {
+		return Parts{}, err
+	}
+	if p.LogsUnit, err = logsUnit(o); err != nil {
 		return Parts{}, err
 	}
 	p.Bootstrap = bootstrapScript(o, port)

@@ -31,7 +31,7 @@ func TestCloudInitSchema(t *testing.T) {
 	plain.Hostname = ""
 	b64 := realistic()
 	b64.SeedFiles = map[string]string{"CRLF.md": "a\r\nb\r\n", "EMPTY.md": ""}
-	for name, o := range map[string]cloudinit.Options{"realistic": realistic(), "no hostname": plain, "b64 and empty files": b64} {
+	for name, o := range map[string]cloudinit.Options{"realistic": realistic(), "no hostname": plain, "b64 and empty files": b64, "logs on": withLogs(realistic())} {
 		t.Run(name, func(t *testing.T) {
 			p := renderParts(t, o)
 			path := writeTemp(t, t.TempDir(), "user-data.yaml", p.CloudConfig, 0o644)

@@ -533,6 +533,7 @@ func (b *koiBuilder) userData(volumeID, bucket, key string) (string, error) {
 		Artifact:     cloudinit.Artifact{S3Bucket: bucket, S3Key: key, Region: b.region},
 		BinarySHA256: b.bin.sha256,
 		Hostname:     b.name,
+		Logs:         b.logsUserData(),
 	})
 	if err != nil {
 		return "", fmt.Errorf("rendering user-data: %w", err)

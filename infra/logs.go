@@ -9,6 +9,7 @@ import (
 	"github.com/pulumi/pulumi-aws/sdk/v7/go/aws/cloudwatch"
 	"github.com/pulumi/pulumi-aws/sdk/v7/go/aws/iam"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"github.com/skykoi/skykoi/cloudinit"
 )
 
 // DefaultLogRetentionDays is how long the log group keeps events.
@@ -71,6 +72,15 @@ func (b *koiBuilder) logs(role koiRole) error {
 		return fmt.Errorf("granting the instance role its log group: %w", err)
 	}
 	return nil
+}
+
+// logsUserData tells the box to ship its journal into the group logs
+// makes; off, the user-data holds no shipping unit.
+func (b *koiBuilder) logsUserData() cloudinit.Logs {
+	if !b.args.Logs.On {
+		return cloudinit.Logs{}
+	}
+	return cloudinit.Logs{Group: LogGroupName(b.name), Region: b.region}
 }
 
 // logsRolePolicy lets the box make streams in its own group and put

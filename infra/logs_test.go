@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/skykoi/skykoi/cloudinit"
 )
 
 const typeLogGroup = "aws:cloudwatch/logGroup:LogGroup"
@@ -16,6 +17,10 @@ func TestLogsOffByDefault(t *testing.T) {
 	f, _ := deployed(t, defaultStack(t))
 	if n := len(f.ofType(typeLogGroup)); n != 0 {
 		t.Errorf("%d log groups with cloudwatchLogs off", n)
+	}
+	if ud := decodeUserData(t, str(f.one(t, typeInstance).Inputs, "userDataBase64")); strings.Contains(ud, cloudinit.LogsUnitName) ||
+		strings.Contains(ud, "ship-logs") {
+		t.Error("the user-data ships logs with cloudwatchLogs off")
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -53,6 +58,17 @@ func TestLogsOn(t *testing.T) {
 		Resource: []string{group, group + ":log-stream:*"}}}
 	if !reflect.DeepEqual(d.Statement, want) {
 		t.Errorf("log permissions %+v, want %+v", d.Statement, want)
+	}
+
+	ud := decodeUserData(t, str(f.one(t, typeInstance).Inputs, "userDataBase64"))
+	for _, want := range []string{
+		"path: /etc/systemd/system/" + cloudinit.LogsUnitName + "\n",
+		"gateway ship-logs --group /skykoi/skykoi-dev --region us-west-2\n",
+		"readonly LOGS_UNIT='" + cloudinit.LogsUnitName + "'\n",
+	} {
+		if !strings.Contains(ud, want) {
+			t.Errorf("the user-data lacks %q with cloudwatchLogs on", want)
+		}
 	}
 
 	s.config["skykoi:logRetentionDays"] = "7"

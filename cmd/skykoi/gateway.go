@@ -20,7 +20,7 @@ func newGatewayCmd() *cobra.Command {
 		Use:   "gateway",
 		Short: "Run the gateway daemon",
 	}
-	c.AddCommand(newGatewayRunCmd(), newGatewaySuperviseUpdateCmd())
+	c.AddCommand(newGatewayRunCmd(), newGatewaySuperviseUpdateCmd(), newGatewayShipLogsCmd())
 	return c
 }
 
