@@ -54,7 +54,7 @@ func itoa(n int64) string {
 	}
 }
 
-func runShipLogs(ctx context.Context, logs *ec2test.Logs, args ...string) (int, string) {
+func runShipLogs(ctx context.Context, logs *ec2test.Server, args ...string) (int, string) {
 	var out, errb bytes.Buffer
 	full := append([]string{"gateway", "ship-logs", "--endpoint", logs.URL(), "--region", koiTestRegion,
 		"--stream", "koi-test/boot1", "--flush-every", "50ms"}, args...)
@@ -67,10 +67,8 @@ func runShipLogs(ctx context.Context, logs *ec2test.Logs, args ...string) (int, 
 // the stream, and cancellation (what SIGTERM does in main) flushes, stops
 // journalctl and exits 0.
 func TestShipLogsFollowsUntilSIGTERM(t *testing.T) {
-	koiEnv(t)
-	logs := ec2test.NewLogs()
-	t.Cleanup(logs.Close)
-	logs.AddGroup("/skykoi/koi-test")
+	logs := koiEnv(t)
+	logs.AddLogGroup("/skykoi/koi-test")
 	argsFile := fakeJournalctl(t, []string{
 		journalLine(1_700_000_000_000_000, "skykoi-gateway.service", "gateway ready"),
 		`not json`,
@@ -89,14 +87,14 @@ func TestShipLogsFollowsUntilSIGTERM(t *testing.T) {
 		done <- result{code, out}
 	}()
 	deadline := time.Now().Add(patience(t))
-	for len(logs.Events("/skykoi/koi-test", "koi-test/boot1")) < 2 {
+	for len(logs.LogEvents("/skykoi/koi-test", "koi-test/boot1")) < 2 {
 		select {
 		case r := <-done:
 			t.Fatalf("ship-logs ended before shipping: code %d\n%s", r.code, r.out)
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("events never arrived: %+v", logs.Events("/skykoi/koi-test", "koi-test/boot1"))
+			t.Fatalf("events never arrived: %+v", logs.LogEvents("/skykoi/koi-test", "koi-test/boot1"))
 		}
 	}
 	cancel()
@@ -112,7 +110,7 @@ func TestShipLogsFollowsUntilSIGTERM(t *testing.T) {
 	if !strings.Contains(r.out, "skipped 1 journal lines") {
 		t.Errorf("the unparsable line is not reported:\n%s", r.out)
 	}
-	got := logs.Events("/skykoi/koi-test", "koi-test/boot1")
+	got := logs.LogEvents("/skykoi/koi-test", "koi-test/boot1")
 	want := []ec2test.LogEvent{
 		{Timestamp: 1_700_000_000_000, Message: "skykoi-gateway.service: gateway ready"},
 		{Timestamp: 1_700_000_001_000, Message: "nginx.service: started"},
@@ -134,7 +132,6 @@ func TestShipLogsFollowsUntilSIGTERM(t *testing.T) {
 // TestShipLogsFailures: what systemd must restart (or a person must fix)
 // exits non-zero with a message saying what.
 func TestShipLogsFailures(t *testing.T) {
-	koiEnv(t)
 	line := journalLine(1_700_000_000_000_000, "skykoi-gateway.service", "hello")
 	for _, tc := range []struct {
 		name    string
@@ -151,9 +148,8 @@ func TestShipLogsFailures(t *testing.T) {
 		{"no journalctl", "/skykoi/koi-test", -1, true, "starting journalctl", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			logs := ec2test.NewLogs()
-			t.Cleanup(logs.Close)
-			logs.AddGroup("/skykoi/koi-test")
+			logs := koiEnv(t)
+			logs.AddLogGroup("/skykoi/koi-test")
 			if tc.exit < 0 {
 				t.Setenv("PATH", t.TempDir())
 			} else {
@@ -168,7 +164,7 @@ func TestShipLogsFailures(t *testing.T) {
 			if code == 0 || !strings.Contains(out, tc.want) {
 				t.Fatalf("exit %d, output:\n%s\nwant non-zero and %q", code, out, tc.want)
 			}
-			if n := len(logs.Events("/skykoi/koi-test", "koi-test/boot1")); n != tc.shipped {
+			if n := len(logs.LogEvents("/skykoi/koi-test", "koi-test/boot1")); n != tc.shipped {
 				t.Errorf("%d events shipped, want %d (what was read is flushed before exiting)", n, tc.shipped)
 			}
 		})

@@ -11,7 +11,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/skykoi/skykoi/internal/koi/ec2test"
 	"github.com/skykoi/skykoi/internal/testwait"
@@ -19,11 +18,13 @@ import (
 
 const group = "/skykoi/skykoi-dev"
 
-func client(url string) *cloudwatchlogs.Client {
+// client is the real CloudWatch Logs client, signing with the key the AWS
+// stand-in checks.
+func client(srv *ec2test.Server) *cloudwatchlogs.Client {
 	return cloudwatchlogs.New(cloudwatchlogs.Options{
 		Region:       "us-west-2",
-		BaseEndpoint: aws.String(url),
-		Credentials:  credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
+		BaseEndpoint: aws.String(srv.URL()),
+		Credentials:  srv.Credentials(),
 	})
 }
 
@@ -36,15 +37,15 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 func utf8Valid(s string) bool { return utf8.ValidString(s) }
 
 func TestShipToStandIn(t *testing.T) {
-	logs := ec2test.NewLogs()
+	logs := ec2test.NewServer()
 	defer logs.Close()
-	logs.AddGroup(group)
+	logs.AddLogGroup(group)
 	in := line(1_700_000_000_000_000, "skykoi-gateway.service", "listening") +
 		"not json\n" +
 		line(1_700_000_001_000_000, "skykoi-gateway.service", "run started") +
 		line(1_700_000_002_500_000, "nginx.service", "reload") +
 		line(1_700_000_003_000_000, "skykoi-gateway.service", "run done")
-	o := Options{Client: client(logs.URL()), Group: group, Stream: "i-0123456789abcdef0", MaxBatch: 2}
+	o := Options{Client: client(logs), Group: group, Stream: "i-0123456789abcdef0", MaxBatch: 2}
 	skipped, err := Ship(context.Background(), o, strings.NewReader(in))
 	if err != nil {
 		t.Fatal(err)
@@ -58,10 +59,10 @@ func TestShipToStandIn(t *testing.T) {
 		{Timestamp: 1_700_000_002_500, Message: "nginx.service: reload"},
 		{Timestamp: 1_700_000_003_000, Message: "skykoi-gateway.service: run done"},
 	}
-	if got := logs.Events(group, o.Stream); !reflect.DeepEqual(got, want) {
+	if got := logs.LogEvents(group, o.Stream); !reflect.DeepEqual(got, want) {
 		t.Errorf("stream holds\n%+v\nwant\n%+v", got, want)
 	}
-	if n := logs.Puts(); n != 2 {
+	if n := logs.LogPuts(); n != 2 {
 		t.Errorf("%d PutLogEvents calls, want 2 batches of 2", n)
 	}
 
@@ -69,7 +70,7 @@ func TestShipToStandIn(t *testing.T) {
 	if _, err := Ship(context.Background(), o, strings.NewReader(line(1_700_000_004_000_000, "x.service", "again"))); err != nil {
 		t.Fatalf("second run: %v", err)
 	}
-	if got := len(logs.Events(group, o.Stream)); got != 5 {
+	if got := len(logs.LogEvents(group, o.Stream)); got != 5 {
 		t.Errorf("%d events after the restart, want 5", got)
 	}
 }
@@ -77,22 +78,22 @@ func TestShipToStandIn(t *testing.T) {
 // TestShipClockStepBack: an entry older than the one before starts a new
 // batch instead of failing CloudWatch's order check.
 func TestShipClockStepBack(t *testing.T) {
-	logs := ec2test.NewLogs()
+	logs := ec2test.NewServer()
 	defer logs.Close()
-	logs.AddGroup(group)
+	logs.AddLogGroup(group)
 	in := line(1_700_000_005_000_000, "a.service", "later") + line(1_700_000_001_000_000, "a.service", "stepped back")
-	if _, err := Ship(context.Background(), Options{Client: client(logs.URL()), Group: group, Stream: "s"}, strings.NewReader(in)); err != nil {
+	if _, err := Ship(context.Background(), Options{Client: client(logs), Group: group, Stream: "s"}, strings.NewReader(in)); err != nil {
 		t.Fatal(err)
 	}
-	if got := len(logs.Events(group, "s")); got != 2 || logs.Puts() != 2 {
-		t.Errorf("%d events in %d calls, want 2 in 2", got, logs.Puts())
+	if got := len(logs.LogEvents(group, "s")); got != 2 || logs.LogPuts() != 2 {
+		t.Errorf("%d events in %d calls, want 2 in 2", got, logs.LogPuts())
 	}
 }
 
 func TestShipUnknownGroup(t *testing.T) {
-	logs := ec2test.NewLogs()
+	logs := ec2test.NewServer()
 	defer logs.Close()
-	_, err := Ship(context.Background(), Options{Client: client(logs.URL()), Group: "/skykoi/nope", Stream: "s"}, strings.NewReader(""))
+	_, err := Ship(context.Background(), Options{Client: client(logs), Group: "/skykoi/nope", Stream: "s"}, strings.NewReader(""))
 	if err == nil || !strings.Contains(err.Error(), "does the group exist") || !strings.Contains(err.Error(), "ResourceNotFoundException") {
 		t.Errorf("err = %v, want the missing group explained", err)
 	}
@@ -101,21 +102,21 @@ func TestShipUnknownGroup(t *testing.T) {
 // TestShipFlushesWhileFollowing: with the journal still open, an event
 // goes out within FlushEvery, and cancelling stops the shipper.
 func TestShipFlushesWhileFollowing(t *testing.T) {
-	logs := ec2test.NewLogs()
+	logs := ec2test.NewServer()
 	defer logs.Close()
-	logs.AddGroup(group)
+	logs.AddLogGroup(group)
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		_, err := Ship(ctx, Options{Client: client(logs.URL()), Group: group, Stream: "s", FlushEvery: 20 * time.Millisecond}, pr)
+		_, err := Ship(ctx, Options{Client: client(logs), Group: group, Stream: "s", FlushEvery: 20 * time.Millisecond}, pr)
 		done <- err
 	}()
 	if _, err := io.WriteString(pw, line(1_700_000_000_000_000, "a.service", "hello")); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(testwait.Patience(t))
-	for len(logs.Events(group, "s")) == 0 {
+	for len(logs.LogEvents(group, "s")) == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the event was not flushed while the journal stayed open")
 		}

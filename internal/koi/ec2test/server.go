@@ -92,7 +92,7 @@ type Instance struct {
 
 // Call is one request the server received.
 type Call struct {
-	// Service is the signing name of the API: ec2, scheduler or s3.
+	// Service is the signing name of the API: ec2, scheduler, s3 or logs.
 	Service string
 	// Action is the operation: an EC2 Action, a Scheduler operation
 	// (CreateSchedule, ...) or an S3 one (GetObject, PutObject, HeadObject).
@@ -143,6 +143,8 @@ type Server struct {
 	mu          sync.Mutex
 	objects     map[string]object // S3, by "/bucket/key"
 	schedules   map[string]*schedule
+	logStreams  map[string]map[string][]LogEvent // CloudWatch Logs: group → stream → events
+	logPuts     int
 	roles       map[string]bool // scheduler execution roles allowed to start instances
 	fired       []Firing
 	fireTimer   *time.Timer
@@ -200,6 +202,7 @@ func New(o Options) *Server {
 		autoAdvance: 1,
 		objects:     map[string]object{},
 		schedules:   map[string]*schedule{},
+		logStreams:  map[string]map[string][]LogEvent{},
 		roles:       map[string]bool{},
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
@@ -414,8 +417,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		err = fmt.Errorf("the body is over %d bytes", maxBody)
 	}
 	_, _, _, service, signed := scopeOf(r.Header.Get("Authorization"))
-	if !signed || (service != "ec2" && service != "scheduler" && service != "s3") {
+	if !signed || (service != "ec2" && service != "scheduler" && service != "s3" && service != "logs") {
 		switch {
+		case strings.HasPrefix(r.Header.Get("X-Amz-Target"), logsTargetPrefix):
+			service = "logs"
 		case r.Method == http.MethodPost && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded"):
 			service = "ec2"
 		case strings.HasPrefix(r.URL.Path, "/schedules"):
@@ -437,6 +442,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveEC2(w, r, body)
 	case "scheduler":
 		s.serveScheduler(w, r, body)
+	case "logs":
+		s.serveLogs(w, r, body)
 	default:
 		s.serveS3(w, r, body)
 	}
@@ -476,6 +483,17 @@ func (s *Server) refuseSignature(w http.ResponseWriter, r *http.Request, service
 			sigWrongScope:  {403, "InvalidSignatureException"},
 			sigPayloadHash: {403, "InvalidSignatureException"},
 		},
+		"logs": {
+			sigMissing:     {400, "MissingAuthenticationTokenException"},
+			sigMalformed:   {400, "IncompleteSignatureException"},
+			sigUnsigned:    {400, "IncompleteSignatureException"},
+			sigUnknownKey:  {400, "UnrecognizedClientException"},
+			sigBadToken:    {400, "UnrecognizedClientException"},
+			sigExpired:     {400, "InvalidSignatureException"},
+			sigMismatch:    {400, "InvalidSignatureException"},
+			sigWrongScope:  {400, "InvalidSignatureException"},
+			sigPayloadHash: {400, "InvalidSignatureException"},
+		},
 		"s3": {
 			sigMissing:     {403, "AccessDenied"},
 			sigMalformed:   {403, "AuthorizationHeaderMalformed"},
@@ -494,7 +512,8 @@ func (s *Server) refuseSignature(w http.ResponseWriter, r *http.Request, service
 
 // refuseRequest answers a request that could not even be read.
 func (s *Server) refuseRequest(w http.ResponseWriter, r *http.Request, service string, status int, msg string) {
-	code := map[string]string{"ec2": "InvalidParameterValue", "scheduler": "ValidationException", "s3": "IncompleteBody"}[service]
+	code := map[string]string{"ec2": "InvalidParameterValue", "scheduler": "ValidationException", "s3": "IncompleteBody",
+		"logs": "SerializationException"}[service]
 	s.fail(w, r, service, status, code, "ec2test: "+msg)
 }
 
@@ -509,6 +528,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, service string, st
 		writeError(w, status, code, msg, reqID)
 	case "scheduler":
 		writeJSONError(w, status, code, msg, reqID)
+	case "logs":
+		writeLogsError(w, status, code, msg, reqID)
 	default:
 		writeS3Error(w, r, status, code, msg, reqID)
 	}

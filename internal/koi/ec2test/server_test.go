@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
@@ -119,12 +120,16 @@ func TestSignatureChecked(t *testing.T) {
 	type request struct {
 		service, method, path, contentType string
 		body                               []byte
+		target                             string // X-Amz-Target, for JSON 1.1 APIs
 	}
 	ec2Stop := request{"ec2", http.MethodPost, "/", "application/x-www-form-urlencoded",
-		[]byte(url.Values{"Action": {"StopInstances"}, "Version": {ec2test.APIVersion}, "InstanceId.1": {"i-01234567"}}.Encode())}
+		[]byte(url.Values{"Action": {"StopInstances"}, "Version": {ec2test.APIVersion}, "InstanceId.1": {"i-01234567"}}.Encode()), ""}
 	schedCreate := request{"scheduler", http.MethodPost, "/schedules/wake", "application/json",
-		[]byte(`{"ScheduleExpression":"at(2030-01-02T03:04:05)","FlexibleTimeWindow":{"Mode":"OFF"},"Target":{"Arn":"` + ec2test.StartInstancesTarget + `","RoleArn":"arn:aws:iam::123456789012:role/wake","Input":"{\"InstanceIds\":[\"i-01234567\"]}"}}`)}
-	s3Put := request{"s3", http.MethodPut, "/bucket/key", "application/octet-stream", []byte("overwritten")}
+		[]byte(`{"ScheduleExpression":"at(2030-01-02T03:04:05)","FlexibleTimeWindow":{"Mode":"OFF"},"Target":{"Arn":"` + ec2test.StartInstancesTarget + `","RoleArn":"arn:aws:iam::123456789012:role/wake","Input":"{\"InstanceIds\":[\"i-01234567\"]}"}}`), ""}
+	s3Put := request{"s3", http.MethodPut, "/bucket/key", "application/octet-stream", []byte("overwritten"), ""}
+	srv.AddLogGroup("/skykoi/k")
+	logsCreate := request{"logs", http.MethodPost, "/", "application/x-amz-json-1.1",
+		[]byte(`{"logGroupName":"/skykoi/k","logStreamName":"s"}`), "Logs_20140328.CreateLogStream"}
 
 	wrongSecret := ec2test.DefaultKey
 	wrongSecret.SecretAccessKey = "not the secret"
@@ -145,23 +150,23 @@ func TestSignatureChecked(t *testing.T) {
 	}
 	now := time.Now()
 	variants := []variant{
-		{name: "unsigned", codes: map[string]string{"ec2": "AuthFailure", "scheduler": "MissingAuthenticationTokenException", "s3": "AccessDenied"}},
-		{name: "wrong secret", key: wrongSecret, codes: map[string]string{"ec2": "SignatureDoesNotMatch", "scheduler": "InvalidSignatureException", "s3": "SignatureDoesNotMatch"}},
-		{name: "unknown key", key: unknown, codes: map[string]string{"ec2": "AuthFailure", "scheduler": "UnrecognizedClientException", "s3": "InvalidAccessKeyId"}},
-		{name: "no session token", key: noToken, codes: map[string]string{"ec2": "IncompleteSignature", "scheduler": "IncompleteSignatureException", "s3": "AccessDenied"}},
-		{name: "another session token", key: otherToken, codes: map[string]string{"ec2": "AuthFailure", "scheduler": "UnrecognizedClientException", "s3": "InvalidToken"}},
+		{name: "unsigned", codes: map[string]string{"ec2": "AuthFailure", "scheduler": "MissingAuthenticationTokenException", "logs": "MissingAuthenticationTokenException", "s3": "AccessDenied"}},
+		{name: "wrong secret", key: wrongSecret, codes: map[string]string{"ec2": "SignatureDoesNotMatch", "scheduler": "InvalidSignatureException", "logs": "InvalidSignatureException", "s3": "SignatureDoesNotMatch"}},
+		{name: "unknown key", key: unknown, codes: map[string]string{"ec2": "AuthFailure", "scheduler": "UnrecognizedClientException", "logs": "UnrecognizedClientException", "s3": "InvalidAccessKeyId"}},
+		{name: "no session token", key: noToken, codes: map[string]string{"ec2": "IncompleteSignature", "scheduler": "IncompleteSignatureException", "logs": "IncompleteSignatureException", "s3": "AccessDenied"}},
+		{name: "another session token", key: otherToken, codes: map[string]string{"ec2": "AuthFailure", "scheduler": "UnrecognizedClientException", "logs": "UnrecognizedClientException", "s3": "InvalidToken"}},
 		{name: "another key's token", key: ec2test.Key{AccessKeyID: other.AccessKeyID, SecretAccessKey: other.SecretAccessKey, SessionToken: "session"},
-			codes: map[string]string{"ec2": "AuthFailure", "scheduler": "UnrecognizedClientException", "s3": "InvalidToken"}},
-		{name: "other region", key: ec2test.DefaultKey, region: "eu-west-1", codes: map[string]string{"ec2": "SignatureDoesNotMatch", "scheduler": "InvalidSignatureException", "s3": "AuthorizationHeaderMalformed"}},
-		{name: "stale", key: ec2test.DefaultKey, at: now.Add(-time.Hour), codes: map[string]string{"ec2": "RequestExpired", "scheduler": "InvalidSignatureException", "s3": "RequestTimeTooSkewed"}},
+			codes: map[string]string{"ec2": "AuthFailure", "scheduler": "UnrecognizedClientException", "logs": "UnrecognizedClientException", "s3": "InvalidToken"}},
+		{name: "other region", key: ec2test.DefaultKey, region: "eu-west-1", codes: map[string]string{"ec2": "SignatureDoesNotMatch", "scheduler": "InvalidSignatureException", "logs": "InvalidSignatureException", "s3": "AuthorizationHeaderMalformed"}},
+		{name: "stale", key: ec2test.DefaultKey, at: now.Add(-time.Hour), codes: map[string]string{"ec2": "RequestExpired", "scheduler": "InvalidSignatureException", "logs": "InvalidSignatureException", "s3": "RequestTimeTooSkewed"}},
 		{name: "path changed after signing", key: ec2test.DefaultKey, after: func(r *http.Request) { r.URL.Path += "x" },
-			codes: map[string]string{"ec2": "SignatureDoesNotMatch", "scheduler": "InvalidSignatureException", "s3": "SignatureDoesNotMatch"}},
+			codes: map[string]string{"ec2": "SignatureDoesNotMatch", "scheduler": "InvalidSignatureException", "logs": "InvalidSignatureException", "s3": "SignatureDoesNotMatch"}},
 		{name: "header added after signing", key: ec2test.DefaultKey, after: func(r *http.Request) {
 			r.Header.Set("X-Amz-Date", now.Add(time.Minute).UTC().Format("20060102T150405Z"))
 		},
-			codes: map[string]string{"ec2": "SignatureDoesNotMatch", "scheduler": "InvalidSignatureException", "s3": "SignatureDoesNotMatch"}},
+			codes: map[string]string{"ec2": "SignatureDoesNotMatch", "scheduler": "InvalidSignatureException", "logs": "InvalidSignatureException", "s3": "SignatureDoesNotMatch"}},
 	}
-	for _, rq := range []request{ec2Stop, schedCreate, s3Put} {
+	for _, rq := range []request{ec2Stop, schedCreate, s3Put, logsCreate} {
 		for _, v := range variants {
 			t.Run(rq.service+"/"+v.name, func(t *testing.T) {
 				req, err := http.NewRequest(rq.method, srv.URL()+rq.path, bytes.NewReader(rq.body))
@@ -169,6 +174,9 @@ func TestSignatureChecked(t *testing.T) {
 					t.Fatal(err)
 				}
 				req.Header.Set("Content-Type", rq.contentType)
+				if rq.target != "" {
+					req.Header.Set("X-Amz-Target", rq.target)
+				}
 				if v.key.AccessKeyID != "" {
 					region, at := v.region, v.at
 					if region == "" {
@@ -188,6 +196,12 @@ func TestSignatureChecked(t *testing.T) {
 				switch rq.service {
 				case "scheduler":
 					got = h.Get("X-Amzn-ErrorType")
+				case "logs":
+					var e struct {
+						Type string `json:"__type"`
+					}
+					_ = json.Unmarshal([]byte(body), &e)
+					got = e.Type
 				default:
 					if i := strings.Index(body, "<Code>"); i >= 0 {
 						got, _, _ = strings.Cut(body[i+len("<Code>"):], "<")
@@ -217,9 +231,12 @@ func TestSignatureChecked(t *testing.T) {
 
 	// And the same requests, rightly signed (the other key, its token), are
 	// served.
-	for _, rq := range []request{ec2Stop, schedCreate, s3Put} {
+	for _, rq := range []request{ec2Stop, schedCreate, s3Put, logsCreate} {
 		req, _ := http.NewRequest(rq.method, srv.URL()+rq.path, bytes.NewReader(rq.body))
 		req.Header.Set("Content-Type", rq.contentType)
+		if rq.target != "" {
+			req.Header.Set("X-Amz-Target", rq.target)
+		}
 		sign(t, req, rq.body, other, rq.service, "us-west-2", time.Now())
 		if status, _, body := do(t, req); status != 200 {
 			t.Errorf("%s signed right: %d %s", rq.service, status, body)
