@@ -260,6 +260,9 @@ type chat struct {
 	// prompted: a prompt is on screen, so a notice must start a new line
 	// and the prompt must be shown again after it.
 	prompted bool
+	// lastRun is this chat's newest run: its final event, should it arrive
+	// after the turn ended (a reconnect, agent.wait), is not printed again.
+	lastRun string
 	// modelWarning is the model-unreachable sentence last shown, so a
 	// health event repeating it stays quiet.
 	modelWarning string
@@ -426,12 +429,37 @@ func (c *chat) idleEvent(ev client.EventFrame) {
 		c.modelHealth(ev.Payload, nil)
 		return
 	}
+	if ev.Event == protocol.EventChat {
+		c.otherAnswer(ev.Payload)
+		return
+	}
 	if n := connNotice(ev); n != "" {
 		c.notice(n, nil)
 	}
 	if ev.Event == client.EventReconnected {
 		c.modelHealth(c.cl.Hello().Snapshot.Health, nil)
 	}
+}
+
+// otherAnswer prints a final answer that reached this chat's session from
+// a run it did not start: a scheduled job's or the heartbeat's
+// announcement, or a turn another client (the web page) asked for. Deltas
+// are not shown: the final message is whole.
+func (c *chat) otherAnswer(payload json.RawMessage) {
+	var e chatui.ChatEvent
+	if json.Unmarshal(payload, &e) != nil || e.State != chatui.StateFinal || e.SessionKey != c.sessionKey ||
+		e.Message == nil || e.RunID == c.lastRun {
+		return
+	}
+	text := strings.TrimSpace(e.Message.Text())
+	if text == "" {
+		return
+	}
+	if c.prompted {
+		fmt.Fprintln(c.out)
+		c.prompted = false
+	}
+	fmt.Fprintln(c.out, text)
 }
 
 // notice writes a bracketed status line to stderr, starting a new line on
@@ -614,6 +642,7 @@ func (c *chat) turn(ctx context.Context, message string) error {
 	if ack.RunID != "" {
 		t.RunID, runID = ack.RunID, ack.RunID
 	}
+	c.lastRun = runID
 	waitCtx, stopWaits := context.WithCancel(ctx)
 	defer stopWaits()
 	var waits chan waitResult

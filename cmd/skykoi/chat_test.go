@@ -963,3 +963,32 @@ func TestChatSaysModelUnreachable(t *testing.T) {
 		t.Errorf("%d model requests without credentials", n)
 	}
 }
+
+// TestChatShowsCronAnnouncement: a scheduled job's answer, announced to
+// the main session, is printed by a `skykoi chat` that sits waiting for
+// input, though it started no run.
+func TestChatShowsCronAnnouncement(t *testing.T) {
+	g, fake, flags := chatFixture(t)
+	p := startChat(t, flags...)
+	// The chat is connected once a turn of its own has been answered.
+	fake.Enqueue("*", bedrocktest.Reply{bedrocktest.Text("ready.")})
+	p.send("hello")
+	p.waitOut("ready.\n")
+	fake.Enqueue("*", bedrocktest.Reply{bedrocktest.Text("Inbox: 3 new mails.")})
+
+	ctx, cancel := context.WithTimeout(context.Background(), patience(t))
+	defer cancel()
+	cl, err := client.Dial(ctx, client.Options{URL: g.url, Token: chatTestToken, Scopes: client.OwnerScopes()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.Request(ctx, "cron.add", map[string]any{"name": "inbox", "schedule": map[string]any{"kind": "at", "at": "1s"},
+		"payload": map[string]any{"kind": "agentTurn", "message": "check my inbox"}}, nil); err != nil {
+		t.Fatalf("cron.add: %v", err)
+	}
+	p.waitOut("[cron: inbox] Inbox: 3 new mails.")
+	if code := p.end(); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+}
