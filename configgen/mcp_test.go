@@ -1,7 +1,6 @@
 package configgen
 
 import (
-	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -74,14 +73,7 @@ func TestParseMCPInvalid(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := ParseEnv([]byte(doc(tt.in)), noEnv)
-			var ce *Error
-			if !errors.As(err, &ce) {
-				t.Fatalf("want *Error, got %v", err)
-			}
-			got := make([]string, len(ce.Issues))
-			for i, is := range ce.Issues {
-				got[i] = is.String()
-			}
+			got := issueStrings(t, err)
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("issues:\n got  %q\n want %q", got, tt.want)
 			}

@@ -217,14 +217,7 @@ func TestParseInvalid(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			env := func(k string) string { return tt.env[k] }
 			_, err := ParseEnv([]byte(doc(tt.in)), env)
-			var ce *Error
-			if !errors.As(err, &ce) {
-				t.Fatalf("want *Error, got %v", err)
-			}
-			got := make([]string, len(ce.Issues))
-			for i, is := range ce.Issues {
-				got[i] = is.String()
-			}
+			got := issueStrings(t, err)
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("issues:\n got  %q\n want %q", got, tt.want)
 			}
@@ -361,4 +354,19 @@ func TestProvisionedPathsAreSchemaKeys(t *testing.T) {
 			t.Errorf("ProvisionedPaths has %q, which the schema does not define", p)
 		}
 	}
+}
+
+// issueStrings is the validator's issues of a parse that must have failed,
+// as "path: message" lines.
+func issueStrings(t *testing.T, err error) []string {
+	t.Helper()
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("want *Error, got %v", err)
+	}
+	got := make([]string, len(ce.Issues))
+	for i, is := range ce.Issues {
+		got[i] = is.String()
+	}
+	return got
 }

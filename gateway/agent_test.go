@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/skykoi/skykoi/configgen"
 	"github.com/skykoi/skykoi/gateway/bedrock/bedrocktest"
 	"github.com/skykoi/skykoi/gateway/protocol"
 	"github.com/skykoi/skykoi/gateway/session"
@@ -479,25 +478,7 @@ func TestWorkspaceFollowsReload(t *testing.T) {
 	if body := turn("before"); !strings.Contains(body, "marker-from-old-workspace") {
 		t.Fatalf("the first prompt lacks the workspace's AGENTS.md: %s", body)
 	}
-	raw, err := os.ReadFile(ts.opts.ConfigPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tree, err := configgen.DecodeRaw(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	configgen.Set(tree, "agents.defaults.workspace", newWS)
-	out, err := configgen.Marshal(tree)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(ts.opts.ConfigPath, out, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := ts.Reload(); err != nil {
-		t.Fatal(err)
-	}
+	ts.setConfig(t, "agents.defaults.workspace", newWS)
 	body := turn("after")
 	if !strings.Contains(body, "marker-from-new-workspace") || strings.Contains(body, "marker-from-old-workspace") {
 		t.Errorf("after the reload the prompt does not come from the new workspace: %s", body)

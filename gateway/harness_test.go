@@ -133,6 +133,31 @@ func (ts *testServer) stop(t testing.TB) error {
 	}
 }
 
+// setConfig rewrites one key of a running test server's config file and
+// reloads it, as an owner editing the file and sending SIGHUP would.
+func (ts *testServer) setConfig(t testing.TB, path string, v any) {
+	t.Helper()
+	raw, err := os.ReadFile(ts.opts.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := configgen.DecodeRaw(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	configgen.Set(tree, path, v)
+	out, err := configgen.Marshal(tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ts.opts.ConfigPath, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.Reload(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func withConfig(path string, v any) serverOpt {
 	return func(cfg map[string]any, _ *Options) { configgen.Set(cfg, path, v) }
 }

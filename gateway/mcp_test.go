@@ -157,27 +157,7 @@ func TestMCPReload(t *testing.T) {
 	if st := mcpHealth(t, c); len(st) != 0 {
 		t.Fatalf("MCP servers before any are configured: %+v", st)
 	}
-	rewrite := func(servers any) {
-		raw, err := os.ReadFile(ts.opts.ConfigPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tree, err := configgen.DecodeRaw(raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		configgen.Set(tree, "mcp.servers", servers)
-		out, err := configgen.Marshal(tree)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(ts.opts.ConfigPath, out, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := ts.Reload(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	rewrite := func(servers any) { ts.setConfig(t, "mcp.servers", servers) }
 	rewrite(map[string]any{"added": map[string]any{"command": bin}})
 	waitMCPReady(t, c, "added")
 	set, err := ts.toolSet("")
