@@ -259,6 +259,15 @@ func jobID(id, legacy string) (string, *protocol.Error) {
 	return id, nil
 }
 
+// jobParam reads the params of a method that names one job and nothing else.
+func jobParam(cl *call) (string, *protocol.Error) {
+	var p struct{ ID, JobID string }
+	if e := cl.params(&p); e != nil {
+		return "", e
+	}
+	return jobID(p.ID, p.JobID)
+}
+
 func (s *Server) mCronList(cl *call) (any, *protocol.Error) {
 	var p struct {
 		IncludeDisabled bool   `json:"includeDisabled"`
@@ -286,11 +295,7 @@ func (s *Server) mCronList(cl *call) (any, *protocol.Error) {
 }
 
 func (s *Server) mCronGet(cl *call) (any, *protocol.Error) {
-	var p struct{ ID, JobID string }
-	if e := cl.params(&p); e != nil {
-		return nil, e
-	}
-	id, e := jobID(p.ID, p.JobID)
+	id, e := jobParam(cl)
 	if e != nil {
 		return nil, e
 	}
@@ -385,11 +390,7 @@ func (s *Server) mCronUpdate(cl *call) (any, *protocol.Error) {
 }
 
 func (s *Server) mCronRemove(cl *call) (any, *protocol.Error) {
-	var p struct{ ID, JobID string }
-	if e := cl.params(&p); e != nil {
-		return nil, e
-	}
-	id, e := jobID(p.ID, p.JobID)
+	id, e := jobParam(cl)
 	if e != nil {
 		return nil, e
 	}
