@@ -79,54 +79,50 @@ func (s *Server) serveLogs(w http.ResponseWriter, r *http.Request, body []byte) 
 		fail("SerializationException", err.Error())
 		return
 	}
-	s.mu.Lock()
-	group, ok := s.logStreams[in.LogGroupName]
-	if !ok {
-		s.mu.Unlock()
-		fail("ResourceNotFoundException", "The specified log group does not exist.")
+	answer, kind, msg := s.logsAction(action, in.LogGroupName, in.LogStreamName, in.LogEvents)
+	if kind != "" {
+		fail(kind, msg)
 		return
 	}
-	var answer string
-	switch action {
-	case "CreateLogStream":
-		if _, ok := group[in.LogStreamName]; ok {
-			s.mu.Unlock()
-			fail("ResourceAlreadyExistsException", "The specified log stream already exists")
-			return
-		}
-		group[in.LogStreamName] = nil
-		answer = "{}"
-	case "PutLogEvents":
-		events, ok := group[in.LogStreamName]
-		if !ok {
-			s.mu.Unlock()
-			fail("ResourceNotFoundException", "The specified log stream does not exist.")
-			return
-		}
-		if n := len(in.LogEvents); n == 0 || n > 10000 {
-			s.mu.Unlock()
-			fail("InvalidParameterException", fmt.Sprintf("%d events; want 1 to 10000", n))
-			return
-		}
-		for i := 1; i < len(in.LogEvents); i++ {
-			if in.LogEvents[i].Timestamp < in.LogEvents[i-1].Timestamp {
-				s.mu.Unlock()
-				fail("InvalidParameterException", "Log events in a single PutLogEvents request must be in chronological order.")
-				return
-			}
-		}
-		group[in.LogStreamName] = append(events, in.LogEvents...)
-		s.logPuts++
-		answer = `{"rejectedLogEventsInfo":null}`
-	default:
-		s.mu.Unlock()
-		fail("UnknownOperationException", "the stand-in does not know "+action)
-		return
-	}
-	s.mu.Unlock()
 	call.Status = http.StatusOK
 	s.record(call)
 	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
 	w.Header().Set("X-Amzn-RequestId", reqID)
 	_, _ = w.Write([]byte(answer))
+}
+
+// logsAction carries out one Logs action on the state: the answer's body,
+// or the error's __type and message.
+func (s *Server) logsAction(action, groupName, streamName string, events []LogEvent) (answer, kind, msg string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	group, ok := s.logStreams[groupName]
+	if !ok {
+		return "", "ResourceNotFoundException", "The specified log group does not exist."
+	}
+	switch action {
+	case "CreateLogStream":
+		if _, ok := group[streamName]; ok {
+			return "", "ResourceAlreadyExistsException", "The specified log stream already exists"
+		}
+		group[streamName] = nil
+		return "{}", "", ""
+	case "PutLogEvents":
+		stored, ok := group[streamName]
+		if !ok {
+			return "", "ResourceNotFoundException", "The specified log stream does not exist."
+		}
+		if n := len(events); n == 0 || n > 10000 {
+			return "", "InvalidParameterException", fmt.Sprintf("%d events; want 1 to 10000", n)
+		}
+		for i := 1; i < len(events); i++ {
+			if events[i].Timestamp < events[i-1].Timestamp {
+				return "", "InvalidParameterException", "Log events in a single PutLogEvents request must be in chronological order."
+			}
+		}
+		group[streamName] = append(stored, events...)
+		s.logPuts++
+		return `{"rejectedLogEventsInfo":null}`, "", ""
+	}
+	return "", "UnknownOperationException", "the stand-in does not know " + action
 }
