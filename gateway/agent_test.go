@@ -465,13 +465,7 @@ func TestWorkspaceFollowsReload(t *testing.T) {
 	c, _ := dialConnected(t, ts)
 	turn := func(key string) string {
 		fake.Enqueue("*", bedrocktest.Reply{bedrocktest.Text("ok")})
-		id := c.request("agent", map[string]any{"message": "hi", "idempotencyKey": key})
-		if ack := c.readRes(id); !ack.OK {
-			t.Fatalf("ack %s", ack.Payload)
-		}
-		if final := c.readRes(id); !final.OK {
-			t.Fatalf("final %s", final.Payload)
-		}
+		c.agentTurn("hi", key)
 		reqs := fake.Requests()
 		return string(reqs[len(reqs)-1].Body)
 	}

@@ -311,6 +311,19 @@ func (c *wsClient) call(method string, params any) frame {
 	return c.readRes(c.request(method, params))
 }
 
+// agentTurn sends an agent request and waits for both of its responses
+// (accepted, then the run's end), failing the test unless both are ok.
+func (c *wsClient) agentTurn(message, key string) {
+	c.t.Helper()
+	id := c.request("agent", map[string]any{"message": message, "idempotencyKey": key})
+	if ack := c.readRes(id); !ack.OK {
+		c.t.Fatalf("ack %s", ack.Payload)
+	}
+	if final := c.readRes(id); !final.OK {
+		c.t.Fatalf("final %s", final.Payload)
+	}
+}
+
 // challenge reads connect.challenge and returns its nonce.
 func (c *wsClient) challenge() string {
 	c.t.Helper()

@@ -78,13 +78,7 @@ func TestAgentCallsMCPTools(t *testing.T) {
 		bedrocktest.ToolUse("m2", "remote__echo", `{"text":"over http"}`),
 		bedrocktest.Stop("tool_use")})
 	fake.Enqueue("*", bedrocktest.Reply{bedrocktest.Text("Both answered.")})
-	id := c.request("agent", map[string]any{"message": "use the MCP tools", "idempotencyKey": "mcp1"})
-	if ack := c.readRes(id); !ack.OK {
-		t.Fatalf("ack %s", ack.Payload)
-	}
-	if final := c.readRes(id); !final.OK {
-		t.Fatalf("final %s", final.Payload)
-	}
+	c.agentTurn("use the MCP tools", "mcp1")
 	reqs := fake.Requests()
 	if len(reqs) != 2 {
 		t.Fatalf("%d model requests, want 2", len(reqs))

@@ -96,13 +96,7 @@ func TestSkillsInSystemPrompt(t *testing.T) {
 	fake.Enqueue("*", bedrocktest.Reply{bedrocktest.ToolUse("t1", "read", `{"path":"skills/release-notes/SKILL.md"}`), bedrocktest.Stop("tool_use")})
 	fake.Enqueue("*", bedrocktest.Reply{bedrocktest.Text("Notes written.")})
 	c, _ := dialConnected(t, ts)
-	id := c.request("agent", map[string]any{"message": "write the release notes", "idempotencyKey": "skill-run"})
-	if ack := c.readRes(id); !ack.OK {
-		t.Fatalf("ack %s", ack.Payload)
-	}
-	if final := c.readRes(id); !final.OK {
-		t.Fatalf("final %s", final.Payload)
-	}
+	c.agentTurn("write the release notes", "skill-run")
 	reqs := fake.Requests()
 	if len(reqs) != 2 {
 		t.Fatalf("%d model requests", len(reqs))

@@ -75,19 +75,7 @@ func startService(t *testing.T, dir string, rec *recorder, events chan<- Event) 
 	}
 	var once sync.Once
 	t.Cleanup(func() { once.Do(stop) })
-	deadline := time.Now().Add(testwait.Patience(t))
-	for {
-		s.mu.Lock()
-		up := s.started
-		s.mu.Unlock()
-		if up {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the service did not start")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitStarted(t, s)
 	return s, func() { once.Do(stop) }
 }
 
@@ -423,19 +411,7 @@ func TestCronDisabledKeepsJobs(t *testing.T) {
 	if _, ok := s.NextDue(); ok {
 		t.Fatal("NextDue while cron is disabled")
 	}
-	deadline := time.Now().Add(testwait.Patience(t))
-	for {
-		s.mu.Lock()
-		up := s.started
-		s.mu.Unlock()
-		if up {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("not started")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitStarted(t, s)
 	if res, err := s.RunNow(j.ID, "force"); err != nil || res["enqueued"] != true {
 		t.Fatalf("a manual run while disabled: %v %v", res, err)
 	}
@@ -446,5 +422,23 @@ func TestCronDisabledKeepsJobs(t *testing.T) {
 	s.Rearm()
 	if r := waitRun(t, rec); r.Manual {
 		t.Fatal("after enabling, the schedule should start the job")
+	}
+}
+
+// waitStarted waits for a service's Run to have armed it.
+func waitStarted(t *testing.T, s *Service) {
+	t.Helper()
+	deadline := time.Now().Add(testwait.Patience(t))
+	for {
+		s.mu.Lock()
+		up := s.started
+		s.mu.Unlock()
+		if up {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the service did not start")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
